@@ -1,0 +1,118 @@
+"""Exact analytic cost: MACs (attention matmuls included) and parameters.
+
+FLOPs mean multiply-accumulates, as in DeiT, AutoFormer and SPOS: a Linear on N tokens
+costs N*in*out MACs, QK^T and A.V cost N*N*C each, a convolution costs (output
+positions)*(kernel volume)*(in)*(out). Norms, softmax, activations and pooling are free,
+as in FlopCounterMode. Every cell's cost is tabulated once per space; an arch then costs
+a sum of table entries.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from .nn import relative_index
+
+if TYPE_CHECKING:
+    from .space import Arch, ArchSpec, SearchSpace
+
+
+@dataclass(frozen=True)
+class Cost:
+    """MACs and params of one architecture, in total and per part (stem, stage1.., head)."""
+
+    macs: int
+    params: int
+    parts: dict[str, tuple[int, int]]
+
+
+def _linear(n: int, d_in: int, d_out: int) -> tuple[int, int]:
+    return n * d_in * d_out, d_in * d_out + d_out
+
+
+def _add(*costs: tuple[int, int]) -> tuple[int, int]:
+    return sum(c[0] for c in costs), sum(c[1] for c in costs)
+
+
+def _layer(attention: tuple[int, int], n: int, c: int, mlp_ratio: float) -> tuple[int, int]:
+    """A pre-norm layer around an attention cost: two LayerNorms and the MLP added."""
+    hidden = int(c * mlp_ratio)
+    return _add(attention, _linear(n, c, hidden), _linear(n, hidden, c), (0, 4 * c))
+
+
+def cell_cost(choice: str, n: int, c: int, heads: int, mlp_ratio: float, token_shape: tuple[int, ...],
+              cls_token: bool) -> tuple[int, int]:
+    """(MACs, params) of one cell on n tokens of width c."""
+    attention = _add(_linear(n, c, 3 * c), _linear(n, c, c), (2 * n * n * c, 0))
+    if choice == "identity":
+        return 0, 0
+    if choice == "layer":
+        return _layer(attention, n, c, mlp_ratio)
+    if choice == "share":
+        shared = _add(_linear(n, c, c), _linear(n, c, c), (n * n * c, 0))  # V, proj, A.V
+        return _add(_layer(attention, n, c, mlp_ratio), _layer(shared, n, c, mlp_ratio))
+    if choice == "reattn":
+        head_mix = (heads * heads * n * n, heads * heads + heads + 2 * heads)  # 1x1 conv, BatchNorm affine
+        return _layer(_add(attention, head_mix), n, c, mlp_ratio)
+    if choice == "lsla":
+        _, table = relative_index(token_shape, cls_token)
+        lsla = _add(_linear(n, c, c), _linear(n, c, c), (2 * n * n * c, heads + 2 * heads * table))
+        return _layer(lsla, n, c, mlp_ratio)
+    raise ValueError(f"unknown cell choice {choice!r}")
+
+
+class CostTable:
+    """Per-cell (MACs, params) for every stage and choice, plus the fixed parts, of one space."""
+
+    def __init__(self, space: "SearchSpace") -> None:
+        stages, shapes = space.stages, space.token_shapes
+        patches = space.tokens(0) - int(space.has_cls)
+        stem = _add(_linear(patches, space.in_chans * space.patch_size ** 2, stages[0].width),
+                    (0, space.tokens(0) * stages[0].width + int(space.has_cls) * stages[0].width))
+        self.fixed: dict[str, tuple[int, int]] = {"stem": stem}
+        for s in range(1, len(stages)):
+            c_in, c_out = stages[s - 1].width, stages[s].width
+            if space.pooling == "1d":  # conv1d (k=3, same length) on patch tokens, then max pool; CLS linear
+                pool = _add(_linear(space.tokens(s - 1) - 1, 3 * c_in, c_out), _linear(1, c_in, c_out))
+            else:  # stride-2 3x3 conv, then LayerNorm
+                pool = _add(_linear(space.tokens(s), 9 * c_in, c_out), (0, 2 * c_out))
+            self.fixed[f"stage{s + 1}"] = pool
+        self.fixed["head"] = _add(_linear(1, stages[-1].width, space.num_classes), (0, 2 * stages[-1].width))
+        self.cells = [
+            {c: cell_cost(c, space.tokens(s), st.width, st.heads, st.mlp_ratio, shapes[s], space.has_cls)
+             for c in st.choices}
+            for s, st in enumerate(stages)]
+        self.cell_macs = [{c: v[0] for c, v in stage.items()} for stage in self.cells]
+        self._fixed_macs = sum(v[0] for v in self.fixed.values())
+        self.macs_range = tuple(self._fixed_macs + sum(pick(st.values()) * space.stages[s].cells
+                                                       for s, st in enumerate(self.cell_macs))
+                                for pick in (min, max))
+        fixed_params = sum(v[1] for v in self.fixed.values())
+        self.params_range = tuple(fixed_params + sum(pick(v[1] for v in st.values()) * space.stages[s].cells
+                                                     for s, st in enumerate(self.cells))
+                                  for pick in (min, max))
+
+    def macs(self, arch: "Arch") -> int:
+        """MACs of one arch: the fast path the search calls constantly."""
+        return self._fixed_macs + sum(table[c] for table, stage in zip(self.cell_macs, arch.stages)
+                                      for c in stage)
+
+    def __call__(self, arch: "Arch") -> Cost:
+        parts = {"stem": self.fixed["stem"]}
+        for s, (table, stage) in enumerate(zip(self.cells, arch.stages)):
+            parts[f"stage{s + 1}"] = _add(self.fixed.get(f"stage{s + 1}", (0, 0)), *(table[c] for c in stage))
+        parts["head"] = self.fixed["head"]
+        macs, params = _add(*parts.values())
+        return Cost(macs, params, parts)
+
+
+@lru_cache(maxsize=64)
+def cost_table(space: "SearchSpace") -> CostTable:
+    """The cost table of a space, built once."""
+    return CostTable(space)
+
+
+def count_cost(spec: "ArchSpec") -> Cost:
+    """Exact MACs and params of an architecture spec."""
+    return cost_table(spec.space)(spec.arch)

@@ -1,0 +1,140 @@
+"""Attention variants.
+
+Every variant maps (B, N, C) tokens to (B, N, C) and returns `(out, attn_map)`. A map is
+materialised only when someone needs it: a `share` partner, Re-Attention, LSLA, an
+analysis, or the explicit-matmul mode used to verify the cost model. Otherwise
+`Attention` runs through `F.scaled_dot_product_attention`.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_EXPLICIT = contextvars.ContextVar(
+    "psvit_nas_explicit_attention", default=os.environ.get("PSVIT_NAS_EXPLICIT_ATTENTION", "0") == "1")
+
+
+@contextlib.contextmanager
+def explicit_attention(enabled: bool = True) -> Iterator[None]:
+    """Write all attention as explicit matmuls (for FlopCounterMode); also PSVIT_NAS_EXPLICIT_ATTENTION=1."""
+    token = _EXPLICIT.set(enabled)
+    try:
+        yield
+    finally:
+        _EXPLICIT.reset(token)
+
+
+def split_heads(x: Tensor, heads: int) -> Tensor:
+    """(B, N, C) -> (B, heads, N, C // heads)."""
+    b, n, c = x.shape
+    return x.reshape(b, n, heads, c // heads).transpose(1, 2)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """(B, heads, N, d) -> (B, N, heads * d)."""
+    b, h, n, d = x.shape
+    return x.transpose(1, 2).reshape(b, n, h * d)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention (timm style, fused QKV)."""
+
+    def __init__(self, dim: int, heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.heads = heads
+        self.scale = (dim // heads) ** -0.5
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        return q, k, v
+
+    def forward(self, x: Tensor, return_attn: bool = False) -> tuple[Tensor, Tensor | None]:
+        q, k, v = self._qkv(x)
+        if return_attn or _EXPLICIT.get():
+            attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+            out = attn @ v
+        else:
+            attn, out = None, F.scaled_dot_product_attention(q, k, v)
+        return self.proj(merge_heads(out)), attn
+
+
+class SharedAttention(nn.Module):
+    """The second layer of a `share` pair: applies its partner's map to its own V. No Q/K."""
+
+    def __init__(self, dim: int, heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.heads = heads
+        self.v = nn.Linear(dim, dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, attn: Tensor) -> tuple[Tensor, Tensor]:
+        out = attn @ split_heads(self.v(x), self.heads)
+        return self.proj(merge_heads(out)), attn
+
+
+class ReAttention(Attention):
+    """DeepViT Re-Attention: the softmax map is mixed across heads (1x1 conv), BatchNorm'd, then applied."""
+
+    def __init__(self, dim: int, heads: int, qkv_bias: bool = True) -> None:
+        super().__init__(dim, heads, qkv_bias)
+        self.reattn = nn.Conv2d(heads, heads, kernel_size=1)
+        self.norm = nn.BatchNorm2d(heads)
+
+    def forward(self, x: Tensor, return_attn: bool = False) -> tuple[Tensor, Tensor]:
+        q, k, v = self._qkv(x)
+        attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+        attn = self.norm(self.reattn(attn))
+        return self.proj(merge_heads(attn @ v)), attn
+
+
+def relative_index(shape: tuple[int, ...], cls_token: bool) -> tuple[Tensor, int]:
+    """Relative-position index (N, N) into a bias table, and the table size.
+
+    2-D token grids use (dy, dx) offsets; 1-D token sequences (CLS included) use index offsets.
+    """
+    if len(shape) == 2:
+        h, w = shape
+        coords = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")).flatten(1)
+        rel = coords[:, :, None] - coords[:, None, :]
+        return (rel[0] + h - 1) * (2 * w - 1) + (rel[1] + w - 1), (2 * h - 1) * (2 * w - 1)
+    n = shape[0] + int(cls_token)
+    pos = torch.arange(n)
+    return pos[:, None] - pos[None, :] + n - 1, 2 * n - 1
+
+
+class LSLAttention(nn.Module):
+    """ViT-LSLA light self-limited attention.
+
+    Only Q is projected; K = V = X split into heads. Logits use a learnable per-head scale
+    plus a relative position bias inside the softmax; an outer relative position bias
+    (initialised at zero) is added after the softmax; then the output projection.
+    """
+
+    def __init__(self, dim: int, heads: int, token_shape: tuple[int, ...], cls_token: bool,
+                 qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.scale = nn.Parameter(torch.full((heads, 1, 1), (dim // heads) ** -0.5))
+        index, size = relative_index(token_shape, cls_token)
+        self.register_buffer("rel_index", index, persistent=False)
+        self.inner_bias = nn.Parameter(torch.zeros(heads, size))
+        self.outer_bias = nn.Parameter(torch.zeros(heads, size))
+        nn.init.trunc_normal_(self.inner_bias, std=0.02)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, return_attn: bool = False) -> tuple[Tensor, Tensor]:
+        q = split_heads(self.q(x), self.heads)
+        kv = split_heads(x, self.heads)
+        logits = (q @ kv.transpose(-2, -1)) * self.scale + self.inner_bias[:, self.rel_index]
+        attn = logits.softmax(dim=-1) + self.outer_bias[:, self.rel_index]
+        return self.proj(merge_heads(attn @ kv)), attn
