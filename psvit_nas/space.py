@@ -206,17 +206,18 @@ class SearchSpace:
         macs = self.cost_table.macs(arch)
         return (max_macs is None or macs <= max_macs) and (min_macs is None or macs >= min_macs)
 
-    def check_budget(self, max_macs: float | None, min_macs: float | None, source: str | None = None) -> None:
+    def check_budget(self, max_macs: float | None, min_macs: float | None, source: str | None = None,
+                     fields: tuple[str, str] = ("--flops", "--min-flops")) -> None:
         """Raise ConfigError when no architecture of the space can satisfy the budget."""
         low, high = self.cost_table.macs_range
         if max_macs is not None and max_macs < low:
-            raise ConfigError(source, "flops", f"budget {format_macs(max_macs)} MACs is below the smallest "
+            raise ConfigError(source, fields[0], f"budget {format_macs(max_macs)} MACs is below the smallest "
                               f"architecture of space {self.name!r} ({format_macs(low)} MACs)")
         if min_macs is not None and min_macs > high:
-            raise ConfigError(source, "min-flops", f"minimum {format_macs(min_macs)} MACs is above the largest "
+            raise ConfigError(source, fields[1], f"minimum {format_macs(min_macs)} MACs is above the largest "
                               f"architecture of space {self.name!r} ({format_macs(high)} MACs)")
         if max_macs is not None and min_macs is not None and min_macs > max_macs:
-            raise ConfigError(source, "min-flops", f"minimum {format_macs(min_macs)} MACs is above the budget "
+            raise ConfigError(source, fields[1], f"minimum {format_macs(min_macs)} MACs is above the budget "
                               f"{format_macs(max_macs)} MACs")
 
     def repair(self, arch: Arch, rng: random.Random, max_macs: float | None = None,
@@ -239,7 +240,7 @@ class SearchSpace:
                     moves.extend((s, i, c) for c in better)
             s, i, c = rng.choice(moves)
             cells[s][i] = c
-        raise ConfigError(None, "flops", f"no architecture of space {self.name!r} found between "
+        raise ConfigError(None, None, f"no architecture of space {self.name!r} found between "
                           f"{format_macs(min_macs or 0)} and {format_macs(max_macs or float('inf'))} MACs")
 
     def mutate(self, arch: Arch, rng: random.Random, prob: float) -> Arch:

@@ -1,0 +1,25 @@
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACES = ROOT / "search_spaces"
+SPACE_FILES = sorted(p for p in SPACES.glob("*.yaml") if p.stem != "deit_tiny")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    random.seed(0)
+
+
+@pytest.fixture
+def tiny_imagenet_dir() -> Path:
+    """The real-image test set (../shared/data/tiny-imagenet-10), from PSVIT_NAS_TEST_DATA."""
+    path = os.environ.get("PSVIT_NAS_TEST_DATA")
+    if not path or not Path(path).is_dir():
+        pytest.skip("PSVIT_NAS_TEST_DATA is not set to the tiny-imagenet-10 folder")
+    return Path(path)

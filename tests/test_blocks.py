@@ -1,0 +1,90 @@
+import torch
+
+from psvit_nas.nn import (Attention, LSLAttention, ReAttention, SharedAttention, SharePair, Pool1d, Pool2d,
+                          make_cell, relative_index)
+
+B, N, C, H = 2, 16, 32, 4
+
+
+def test_every_choice_keeps_token_shape():
+    x = torch.randn(B, N, C)
+    for choice in ["layer", "share", "identity", "reattn", "lsla"]:
+        cell = make_cell(choice, C, H, 2.0, (4, 4), False).eval()
+        maps = []
+        assert cell(x, maps).shape == (B, N, C)
+        assert len(maps) == {"identity": 0, "share": 2}.get(choice, 1)
+        assert all(m.shape == (B, H, N, N) for m in maps)
+
+
+def test_fused_and_explicit_attention_agree():
+    attn = Attention(C, H)
+    x = torch.randn(B, N, C)
+    fused, none = attn(x)
+    explicit, amap = attn(x, return_attn=True)
+    assert none is None and amap.shape == (B, H, N, N)
+    torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(amap.sum(-1), torch.ones(B, H, N))
+
+
+def test_share_pair_second_layer_has_no_qk_and_follows_the_first_map():
+    pair = SharePair(C, H, 2.0)
+    names = [n for n, _ in pair.second.attn.named_parameters()]
+    assert sorted(names) == ["proj.bias", "proj.weight", "v.bias", "v.weight"]
+    x = torch.randn(B, N, C)
+    maps = []
+    pair(x, maps)
+    assert maps[0] is maps[1]
+    shared = pair.second.attn
+    a1 = torch.rand(B, H, N, N).softmax(-1)
+    a2 = torch.rand(B, H, N, N).softmax(-1)
+    assert not torch.allclose(shared(x, a1)[0], shared(x, a2)[0])
+    # Changing only the first layer's Q weights changes the map the second layer applies.
+    out_before = pair.second.run(x, attn=pair.first.run(x, return_attn=True)[1])[0]
+    with torch.no_grad():
+        pair.first.attn.qkv.weight[:C] += torch.randn(C, C)
+    out_after = pair.second.run(x, attn=pair.first.run(x, return_attn=True)[1])[0]
+    assert not torch.allclose(out_before, out_after)
+
+
+def _head0_query_perturbed(module):
+    with torch.no_grad():
+        module.qkv.weight[: C // H] += torch.randn(C // H, C)
+
+
+def test_reattention_mixes_heads_and_plain_attention_does_not():
+    x = torch.randn(B, N, C)
+    for cls, mixes in [(ReAttention, True), (Attention, False)]:
+        module = cls(C, H).eval()
+        before = module(x, return_attn=True)[1]
+        _head0_query_perturbed(module)
+        after = module(x, return_attn=True)[1]
+        assert not torch.allclose(before[:, 0], after[:, 0])
+        assert torch.allclose(before[:, 1:], after[:, 1:]) != mixes
+
+
+def test_lsla_projects_only_q_and_starts_with_zero_outer_bias():
+    module = LSLAttention(C, H, (4, 4), cls_token=False)
+    names = {n.split(".")[0] for n, _ in module.named_parameters()}
+    assert names == {"q", "scale", "inner_bias", "outer_bias", "proj"}
+    assert torch.count_nonzero(module.outer_bias) == 0
+    x = torch.randn(B, N, C)
+    out, amap = module(x)
+    assert out.shape == (B, N, C)
+    torch.testing.assert_close(amap.sum(-1), torch.ones(B, H, N))  # zero outer bias: still a softmax
+    with torch.no_grad():
+        module.outer_bias += 0.1
+    assert not torch.allclose(module(x)[0], out)
+
+
+def test_relative_index_covers_offsets():
+    index, size = relative_index((3, 5), cls_token=False)
+    assert size == 5 * 9 and index.shape == (15, 15) and index.unique().numel() == size
+    assert (index.diagonal() == index[0, 0]).all()
+    index, size = relative_index((7,), cls_token=True)
+    assert size == 15 and index.shape == (8, 8) and index.unique().numel() == size
+
+
+def test_token_pooling_shapes():
+    x = torch.randn(B, 1 + 16, C)
+    assert Pool1d(C, 48)(x).shape == (B, 1 + 8, 48)
+    assert Pool2d(C, 48, (4, 4))(x[:, 1:]).shape == (B, 4, 48)
