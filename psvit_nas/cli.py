@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 from .cost import count_cost
 from .errors import ConfigError
-from .space import ArchSpec, SearchSpace, format_macs, parse_budget
+from .space import Arch, ArchSpec, SearchSpace, format_macs, parse_budget
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
 
@@ -90,6 +90,167 @@ def cmd_flops(args: argparse.Namespace) -> None:
     print(f"{'total':<8}{format_macs(cost.macs):>12}{_params(cost.params):>12}")
 
 
+def _train_config(args: argparse.Namespace, space: SearchSpace):
+    from .data import Augment
+    from .train import TrainConfig
+
+    flops_range = None
+    if getattr(args, "flops_range", None):
+        flops_range = tuple(parse_budget(v, field_name="--flops-range") for v in args.flops_range)
+    aug = Augment.preset(args.augment, space.image_size)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
+                      weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+                      clip_grad=args.clip_grad or None, ema=args.ema, amp=args.amp, seed=args.seed,
+                      workers=args.workers, save_every=args.save_every, val_archs=getattr(args, "val_archs", 1),
+                      flops_range=flops_range, augment=aug.to_dict())
+    return cfg, aug
+
+
+def _fit(args: argparse.Namespace, model, space: SearchSpace, arch: Arch | None, holdout: int) -> None:
+    import torch
+
+    from .data import batch_mixer, eval_transform, holdout_split, load_split, num_classes, train_transform
+
+    cfg, aug = _train_config(args, space)
+    train_set = load_split(args.data, "train", space, train_transform(space, aug), args.data_dir)
+    val_set = load_split(args.data, "val", space, eval_transform(space), args.data_dir)
+    keep, held = holdout_split(len(train_set), holdout)
+    if held:
+        train_set = torch.utils.data.Subset(train_set, keep)
+    run_config = {"command": " ".join(sys.argv), "data": args.data, "data_dir": args.data_dir,
+                  "num_classes": num_classes(val_set), "search_holdout": holdout,
+                  "train_images": len(train_set), "val_images": len(val_set)}
+    from .train import fit
+
+    torch.manual_seed(args.seed)
+    fit(model, space, train_set, val_set, cfg, args.out, arch=arch, resume=args.resume,
+        mixer=batch_mixer(aug, space.num_classes), run_config=run_config)
+
+
+@command("train-supernet")
+def cmd_train_supernet(args: argparse.Namespace) -> None:
+    import torch
+
+    from .data import load_split
+    from .supernet import Supernet
+
+    space = SearchSpace.from_yaml(args.config)
+    holdout = args.search_holdout
+    if holdout is None:
+        holdout = min(len(load_split(args.data, "train", space, None, args.data_dir)) // 10, 10_000)
+    torch.manual_seed(args.seed)
+    _fit(args, Supernet(space), space, None, holdout)
+
+
+@command("train")
+def cmd_train(args: argparse.Namespace) -> None:
+    import torch
+
+    from .model import PSViT
+
+    spec = ArchSpec.from_yaml(args.arch)
+    torch.manual_seed(args.seed)
+    _fit(args, PSViT.from_spec(spec), spec.space, spec.arch, 0)
+
+
+def load_weights(path: str, spec: ArchSpec):
+    """A PSViT for `spec` with the weights of an exported model.pt or a standalone training checkpoint."""
+    import torch
+
+    from .model import PSViT
+    from .train import load_checkpoint
+
+    model = PSViT.from_spec(spec)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(path, None, "weights file not found") from None
+    except Exception as err:
+        raise ConfigError(path, None, f"not a readable weights file ({err.__class__.__name__})") from None
+    if isinstance(state, dict) and "model" in state and "space" in state:
+        state = load_checkpoint(path, spec.space)["model"]
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ConfigError(path, "weights", f"do not fit the architecture in the spec "
+                          f"({str(err).splitlines()[0]})") from None
+    return model
+
+
+def load_supernet(path: str):
+    """The Supernet stored in a train-supernet checkpoint, and the checkpoint."""
+    from .supernet import Supernet
+    from .train import load_checkpoint
+
+    state = load_checkpoint(path)
+    if state.get("kind") != "supernet":
+        raise ConfigError(path, "kind", f"expected a supernet checkpoint, got a {state.get('kind')} checkpoint")
+    net = Supernet(SearchSpace.from_dict(state["space"], source=path))
+    net.load_state_dict(state["model"])
+    return net, state
+
+
+@command("eval")
+def cmd_eval(args: argparse.Namespace) -> None:
+    from torch.utils.data import DataLoader
+
+    from .data import eval_transform, load_split
+    from .evaluate import evaluate, has_batchnorm, recalibrate_bn
+
+    spec = ArchSpec.from_yaml(args.arch)
+    if bool(args.weights) == bool(args.supernet):
+        raise ConfigError(None, "--weights/--supernet", "give exactly one of --weights and --supernet")
+    if args.supernet:
+        net, _ = load_supernet(args.supernet)
+        if net.space != spec.space:
+            raise ConfigError(args.arch, "space", f"spec is from space {spec.space.name!r}, but the supernet in "
+                              f"{args.supernet} was trained on {net.space.name!r}")
+        model = net.export(spec.arch)
+    else:
+        model = load_weights(args.weights, spec)
+    val_set = load_split(args.data, "val", spec.space, eval_transform(spec.space), args.data_dir)
+    loader = DataLoader(val_set, batch_size=args.batch_size, num_workers=args.workers)
+    if args.supernet and has_batchnorm(model):
+        from .data import holdout_split
+        import itertools
+
+        train_set = load_split(args.data, "train", spec.space, eval_transform(spec.space), args.data_dir)
+        calib = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+                           generator=__import__("torch").Generator().manual_seed(0))
+        recalibrate_bn(model, itertools.islice(calib, args.bn_batches))
+    result = evaluate(model, loader)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.arch}: top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  loss {result['loss']:.4f}  "
+              f"{result['images_per_s']:.0f} img/s on {result['images']} {args.data} validation images")
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="digits", help="digits | cifar10 | cifar100 | a Tiny-ImageNet or "
+                   "ImageFolder root (default: digits)")
+    p.add_argument("--data-dir", default="data", help="where cifar10/cifar100 live or are downloaded")
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes")
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    _add_data_args(p)
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64, help="per process")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--min-lr", type=float, default=1e-5)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--clip-grad", type=float, default=5.0, help="max gradient norm (0: off)")
+    p.add_argument("--ema", type=float, default=None, help="EMA decay of the weights, e.g. 0.9998 (default off)")
+    p.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast (auto: on CUDA)")
+    p.add_argument("--augment", default="auto", help="auto | none | light | deit (auto: by image size)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=0, help="also keep epochN.pt every N epochs")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="psvit-nas", description="Neural architecture search for PSViT "
                                      "vision transformers (FLOPs are multiply-accumulates, MACs).")
@@ -109,16 +270,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("flops", help="MACs and params of an architecture spec, per stage and in total")
     p.add_argument("arch", help="architecture spec YAML")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("train-supernet", help="train a supernet by SPOS (one uniform path per step)")
+    p.add_argument("--config", required=True, help="search space YAML")
+    _add_train_args(p)
+    p.add_argument("--flops-range", nargs=2, metavar=("MIN", "MAX"), help="sample only paths in this MACs range")
+    p.add_argument("--search-holdout", type=int, default=None, help="training images held out for the search's "
+                   "fitness (default: 10%%, at most 10,000)")
+    p.add_argument("--val-archs", type=int, default=3, help="fixed paths whose mean accuracy is reported")
+
+    p = sub.add_parser("train", help="train a standalone model from scratch")
+    p.add_argument("--arch", required=True, help="architecture spec YAML")
+    _add_train_args(p)
+
+    p = sub.add_parser("eval", help="top-1, top-5, loss and images/s on the validation split")
+    p.add_argument("--arch", required=True, help="architecture spec YAML")
+    p.add_argument("--weights", help="model.pt from export, or a train checkpoint")
+    p.add_argument("--supernet", help="a train-supernet checkpoint; the spec's path is evaluated")
+    _add_data_args(p)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--bn-batches", type=int, default=20, help="training batches for BatchNorm recalibration")
+    p.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .train import NonFiniteLoss
+
     try:
         COMMANDS[args.command](args)
     except ConfigError as err:
         print(f"psvit-nas {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except NonFiniteLoss as err:
+        print(f"psvit-nas {args.command}: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,0 +1,298 @@
+"""The training loop, shared by SPOS supernet training and standalone training.
+
+AdamW, warmup + cosine schedule per step, gradient clipping, optional EMA, bf16 autocast
+on CUDA, DDP under torchrun (every rank samples the same path: the path of step t is a
+pure function of (seed, t)). Checkpoints are written atomically at every epoch end;
+every source of randomness is re-seeded from (seed, epoch), so `resume` continues exactly.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from .errors import ConfigError
+from .evaluate import evaluate, forward
+from .io import atomic_write, atomic_write_text
+from .space import Arch, SearchSpace, format_macs
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    clip_grad: float | None = 5.0
+    ema: float | None = None
+    amp: str = "auto"  # auto: bf16 autocast on CUDA only
+    seed: int = 0
+    workers: int = 0
+    save_every: int = 0
+    val_archs: int = 3
+    flops_range: tuple[float, float] | None = None
+    augment: dict[str, Any] = field(default_factory=dict)
+
+
+class PathSampler:
+    """Uniform SPOS paths, optionally restricted to a MACs range by rejection; path(step) is deterministic."""
+
+    def __init__(self, space: SearchSpace, seed: int, flops_range: Sequence[float] | None = None,
+                 tries: int = 1000) -> None:
+        self.space, self.seed, self.tries = space, seed, tries
+        self.low, self.high = flops_range if flops_range else (None, None)
+        if flops_range:
+            space.check_budget(self.high, self.low, fields=("--flops-range", "--flops-range"))
+
+    def __call__(self, step: int) -> Arch:
+        rng = random.Random(self.seed * 1_000_003 + step)
+        for _ in range(self.tries):
+            arch = self.space.sample(rng)
+            if self.space.within(arch, self.high, self.low):
+                return arch
+        raise ConfigError(None, "--flops-range", f"no path between {format_macs(self.low)} and "
+                          f"{format_macs(self.high)} MACs in {self.tries} uniform draws; widen the range")
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @classmethod
+    def from_env(cls) -> "Dist":
+        """Join the torchrun process group if there is one (NCCL on GPU, gloo on CPU)."""
+        cuda = torch.cuda.is_available()
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls(device=torch.device("cuda" if cuda else "cpu"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if cuda else "gloo")
+        device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
+        if cuda:
+            torch.cuda.set_device(device)
+        return cls(dist.get_rank(), world, device)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def gather(self, value: Any) -> list[Any]:
+        if self.world == 1:
+            return [value]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, value)
+        return out
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases, norms, embeddings, scales and position-bias tables (timm convention)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", "_bias", "scale")) else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_cosine(total: int, warmup: int, min_ratio: float):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return factor
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: str | Path, space: SearchSpace | None = None) -> dict[str, Any]:
+    """Load a psvit-nas checkpoint; with `space`, check that it was trained on that space."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), None, "checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ConfigError(str(path), None, f"not a readable checkpoint ({err.__class__.__name__})") from None
+    if not isinstance(state, dict) or "model" not in state or "space" not in state:
+        raise ConfigError(str(path), None, "not a psvit-nas training checkpoint (no 'model' and 'space')")
+    if space is not None and SearchSpace.from_dict(state["space"]) != space:
+        raise ConfigError(str(path), "space", f"checkpoint was trained on space {state['space'].get('name')!r}, "
+                          f"which differs from {space.name!r}")
+    return state
+
+
+def _digest(text: str, previous: str = "") -> str:
+    return hashlib.sha1((previous + text).encode()).hexdigest()[:16]
+
+
+def _weights_digest(model: nn.Module) -> str:
+    return _digest("".join(f"{p.detach().double().sum().item():.10e}" for p in model.parameters()))
+
+
+def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Dataset, cfg: TrainConfig,
+        out: str | Path, arch: Arch | None = None, resume: bool = False, mixer=None,
+        run_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train `model` (a Supernet when `arch` is None, else a PSViT of `arch`) and checkpoint into `out`.
+
+    Returns the last epoch's metrics.
+    """
+    out = Path(out)
+    env = Dist.from_env()
+    supernet = arch is None
+    sampler_fn = PathSampler(space, cfg.seed, cfg.flops_range) if supernet else None
+    if sampler_fn:
+        sampler_fn(0)  # fail fast when no path fits the range
+    model.to(env.device)
+    net = DistributedDataParallel(model, find_unused_parameters=supernet) if env.world > 1 else model
+    amp = cfg.amp == "on" or (cfg.amp == "auto" and env.device.type == "cuda")
+    steps_per_epoch = len(train_set) // (cfg.batch_size * env.world)
+    if steps_per_epoch == 0:
+        raise ConfigError(None, "--batch-size", f"{cfg.batch_size} x {env.world} ranks is larger than the "
+                          f"{len(train_set)} training images")
+    total = steps_per_epoch * cfg.epochs
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(total, int(cfg.warmup_epochs * steps_per_epoch), cfg.min_lr / cfg.lr))
+    ema = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema \
+        else None
+    kind = "supernet" if supernet else "model"
+    start_epoch, path_digest, last = 0, "", {}
+    if resume:
+        state = load_checkpoint(out / "last.pt", space)
+        if state.get("kind") != kind or state.get("arch") != (str(arch) if arch else None):
+            raise ConfigError(str(out / "last.pt"), "kind", f"checkpoint holds a {state.get('kind')}, "
+                              f"not this {kind}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None and state.get("ema"):
+            ema.load_state_dict(state["ema"])
+        start_epoch, path_digest = state["epoch"] + 1, state.get("path_digest", "")
+    elif env.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+    if env.main:
+        config = {**(run_config or {}), "train": asdict(cfg), "kind": kind, "arch": str(arch) if arch else None,
+                  "space": space.to_dict(), "world_size": env.world, "steps_per_epoch": steps_per_epoch}
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    writer = _tensorboard(out) if env.main else None
+    val_archs = [PathSampler(space, cfg.seed + 7919, cfg.flops_range)(i) for i in range(cfg.val_archs)] \
+        if supernet else [None]
+    criterion_smoothing = cfg.augment.get("label_smoothing", 0.0)
+    for epoch in range(start_epoch, cfg.epochs):
+        epoch_seed = cfg.seed * 100_003 + epoch
+        torch.manual_seed(epoch_seed)
+        sampler = DistributedSampler(train_set, num_replicas=env.world, rank=env.rank, shuffle=True,
+                                     seed=cfg.seed, drop_last=True)
+        sampler.set_epoch(epoch)
+        loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
+                            num_workers=cfg.workers, pin_memory=env.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(epoch_seed))
+        model.train()
+        loss_sum, seen, start = 0.0, 0, time.perf_counter()
+        bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not env.main,
+                   leave=False, dynamic_ncols=True)
+        for i, (x, y) in enumerate(bar):
+            step = epoch * steps_per_epoch + i
+            path = sampler_fn(step) if sampler_fn else arch
+            if supernet:
+                path_digest = _digest(str(path), path_digest)
+            x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
+            if mixer is not None:
+                x, y = mixer(x, y)
+            with torch.autocast(device_type=env.device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = forward(net, x, path if supernet else None)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=criterion_smoothing)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {step} (epoch {epoch + 1}) on path "
+                                    f"{path}; last good checkpoint: {out / 'last.pt'}")
+            optimizer.zero_grad(set_to_none=True)  # SPOS: off-path weights keep grad None, so AdamW skips them
+            loss.backward()
+            if cfg.clip_grad:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            loss_sum += loss.item() * len(x)
+            seen += len(x)
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                            img_s=f"{seen * env.world / (time.perf_counter() - start):.0f}")
+        elapsed = time.perf_counter() - start
+        scored = ema.module if ema is not None else model
+        val = _validate(scored, val_set, val_archs, cfg, env, amp)
+        last = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "train_loss": loss_sum / seen,
+                "lr": scheduler.get_last_lr()[0], "images_per_s": seen * env.world / elapsed, **val}
+        gathered = env.gather((path_digest, _weights_digest(model)))
+        if supernet:
+            last["path_digests"] = [g[0] for g in gathered]
+        last["weight_digests"] = [g[1] for g in gathered]
+        if env.main:
+            state = {"kind": kind, "space": space.to_dict(), "arch": str(arch) if arch else None, "epoch": epoch,
+                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                     "path_digest": path_digest, "config": asdict(cfg), "metrics": last}
+            save_checkpoint(out / "last.pt", state)
+            if cfg.save_every and (epoch + 1) % cfg.save_every == 0:
+                save_checkpoint(out / f"epoch{epoch + 1}.pt", state)
+            with open(out / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(last) + "\n")
+            if writer is not None:
+                for key in ("train_loss", "lr", "images_per_s", "val_top1", "val_top5", "val_loss"):
+                    writer.add_scalar(key, last[key], last["step"])
+            print(f"epoch {epoch + 1}/{cfg.epochs}: loss {last['train_loss']:.4f}  val top-1 "
+                  f"{last['val_top1']:.2f}%  top-5 {last['val_top5']:.2f}%  {last['images_per_s']:.0f} img/s",
+                  flush=True)
+    if writer is not None:
+        writer.close()
+    return last
+
+
+def _validate(model: nn.Module, val_set: Dataset, archs: list[Arch | None], cfg: TrainConfig, env: Dist,
+              amp: bool) -> dict[str, float]:
+    """Validation metrics, averaged over the fixed validation paths; sharded over ranks without padding."""
+    shard = torch.utils.data.Subset(val_set, range(env.rank, len(val_set), env.world))
+    loader = DataLoader(shard, batch_size=cfg.batch_size * 2, num_workers=cfg.workers)
+    totals = torch.zeros(4, dtype=torch.float64)
+    for arch in archs:
+        m = evaluate(model, loader, arch, env.device, amp)
+        totals += torch.tensor([m["top1"] * m["images"], m["top5"] * m["images"], m["loss"] * m["images"],
+                                m["images"]], dtype=torch.float64)
+    if env.world > 1:
+        dist.all_reduce(totals)
+    return {"val_top1": (totals[0] / totals[3]).item(), "val_top5": (totals[1] / totals[3]).item(),
+            "val_loss": (totals[2] / totals[3]).item()}
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tb"))
