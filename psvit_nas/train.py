@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -216,8 +217,8 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
                             generator=torch.Generator().manual_seed(epoch_seed))
         model.train()
         loss_sum, seen, start = 0.0, 0, time.perf_counter()
-        bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not env.main,
-                   leave=False, dynamic_ncols=True)
+        bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not (env.main and sys.stderr.isatty()), dynamic_ncols=True)
         for i, (x, y) in enumerate(bar):
             step = epoch * steps_per_epoch + i
             path = sampler_fn(step) if sampler_fn else arch
