@@ -301,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         COMMANDS[args.command](args)
     except ConfigError as err:
-        print(f"psvit-nas {args.command}: error: {err}", file=sys.stderr)
+        print(f"psvit-nas {args.command}: error: {err.one_line()}", file=sys.stderr)
         return 2
     except NonFiniteLoss as err:
         print(f"psvit-nas {args.command}: error: {err}", file=sys.stderr)

@@ -1,0 +1,143 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.utils.data import Subset
+
+from conftest import ROOT, SPACES
+from psvit_nas import ArchSpec, SearchSpace, Supernet
+from psvit_nas.cli import main
+from psvit_nas.data import Augment, eval_transform, load_split, train_transform
+from psvit_nas.train import NonFiniteLoss, TrainConfig, fit, load_checkpoint
+
+DIGITS = str(SPACES / "digits.yaml")
+
+
+def _metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_supernet_training_on_real_images_learns(tiny_imagenet_dir, tmp_path):
+    space = SearchSpace.from_yaml(SPACES / "tiny_imagenet.yaml")
+    aug = Augment.preset("auto", space.image_size)
+    train = load_split(str(tiny_imagenet_dir), "train", space, train_transform(space, aug))
+    val = load_split(str(tiny_imagenet_dir), "val", space, eval_transform(space))
+    assert len(train) == 5000 and len(val) == 500
+    train = Subset(train, torch.randperm(5000, generator=torch.Generator().manual_seed(0))[:2000].tolist())
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=2e-3, warmup_epochs=0.5, val_archs=2,
+                      augment=aug.to_dict())
+    fit(Supernet(space), space, train, val, cfg, tmp_path / "run")
+    rows = _metrics(tmp_path / "run")
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"] - 0.5
+    assert rows[-1]["val_top1"] > 15.0  # ten classes: chance is 10 %
+
+
+def _train_digits(out, *extra):
+    return main(["train-supernet", "--config", DIGITS, "--out", str(out), "--epochs", "2", "--batch-size", "128",
+                 "--seed", "3", *extra])
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    """DESIGN.md invariant 4."""
+    assert _train_digits(tmp_path / "full", "--save-every", "1") == 0
+    (tmp_path / "cut").mkdir()
+    shutil.copy(tmp_path / "full" / "epoch1.pt", tmp_path / "cut" / "last.pt")
+    assert _train_digits(tmp_path / "cut", "--resume") == 0
+    full = load_checkpoint(tmp_path / "full" / "last.pt")
+    resumed = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert full["epoch"] == resumed["epoch"] == 1
+    for key, value in full["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert full["path_digest"] == resumed["path_digest"]
+
+
+def test_standalone_training_and_eval(tmp_path, capsys):
+    arch = tmp_path / "arch.yaml"
+    assert main(["sample", "--config", DIGITS, "--seed", "2", "--out", str(arch)]) == 0
+    assert main(["train", "--arch", str(arch), "--out", str(tmp_path / "run"), "--epochs", "2"]) == 0
+    rows = _metrics(tmp_path / "run")
+    assert "path_digests" not in rows[-1] and rows[-1]["val_top1"] > 50
+    capsys.readouterr()
+    assert main(["eval", "--arch", str(arch), "--weights", str(tmp_path / "run" / "last.pt"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["top1"] == pytest.approx(rows[-1]["val_top1"])
+    assert {"top1", "top5", "loss", "images_per_s"} <= set(result)
+
+
+def test_ddp_two_cpu_ranks_share_paths_and_weights(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+         "-m", "psvit_nas.cli", "train-supernet", "--config", DIGITS, "--out", str(tmp_path / "ddp"),
+         "--epochs", "2", "--batch-size", "64"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = _metrics(tmp_path / "ddp")
+    for row in rows:
+        assert len(row["path_digests"]) == 2 and len(set(row["path_digests"])) == 1
+        assert len(row["weight_digests"]) == 2 and len(set(row["weight_digests"])) == 1
+    assert rows[0]["path_digests"] != rows[1]["path_digests"]
+    config = (tmp_path / "ddp" / "config.yaml").read_text()
+    assert "world_size: 2" in config
+
+
+class _Poisoned(torch.utils.data.Dataset):
+    def __init__(self, base):
+        self.base = base
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        x, y = self.base[i]
+        return x * float("nan"), y
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    space = SearchSpace.from_yaml(DIGITS)
+    train = load_split("digits", "train", space, eval_transform(space))
+    val = load_split("digits", "val", space, eval_transform(space))
+    cfg = TrainConfig(epochs=2, batch_size=256, val_archs=1)
+    net = Supernet(space)
+    fit(net, space, train, val, TrainConfig(epochs=1, batch_size=256, val_archs=1), tmp_path)
+    good = (tmp_path / "last.pt").read_bytes()
+    with pytest.raises(NonFiniteLoss, match=r"step \d+ .*path"):
+        fit(Supernet(space), space, _Poisoned(train), val, cfg, tmp_path, resume=True)
+    assert (tmp_path / "last.pt").read_bytes() == good
+
+
+def test_flops_range_restricts_paths_and_an_empty_range_fails(tmp_path, capsys):
+    code = main(["train-supernet", "--config", DIGITS, "--out", str(tmp_path / "r"), "--epochs", "1",
+                 "--flops-range", "1.0M", "1.00001M"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--flops-range" in err and not (tmp_path / "r" / "last.pt").exists()
+    code = main(["train-supernet", "--config", DIGITS, "--out", str(tmp_path / "ok"), "--epochs", "1",
+                 "--flops-range", "0.5M", "1.2M"])
+    assert code == 0
+
+
+def test_checkpoint_from_another_space_is_refused(tmp_path, capsys):
+    assert _train_digits(tmp_path / "sn", "--epochs", "1") == 0
+    other = yaml_space_copy(tmp_path, width=40)
+    code = main(["train-supernet", "--config", other, "--out", str(tmp_path / "sn"), "--epochs", "2", "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and "last.pt" in err and "space" in err
+    spec = tmp_path / "deit.yaml"
+    shutil.copy(SPACES / "deit_tiny.yaml", spec)
+    code = main(["eval", "--supernet", str(tmp_path / "sn" / "last.pt"), "--arch", str(spec)])
+    assert code == 2 and "trained on 'digits'" in capsys.readouterr().err
+
+
+def yaml_space_copy(tmp_path, width):
+    import yaml
+
+    data = yaml.safe_load((SPACES / "digits.yaml").read_text())
+    data["stages"][0]["width"] = width
+    data["stages"][0]["heads"] = 2
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
