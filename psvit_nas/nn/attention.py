@@ -92,7 +92,11 @@ class ReAttention(Attention):
     def forward(self, x: Tensor, return_attn: bool = False) -> tuple[Tensor, Tensor]:
         q, k, v = self._qkv(x)
         attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
-        attn = self.norm(self.reattn(attn))
+        b, h, n, _ = attn.shape
+        # The 1x1 conv over heads, written as one (H x H) @ (H x N*N) matmul: same weights, same MACs,
+        # several times faster than a convolution on CPU.
+        mixed = self.reattn.weight.view(h, h) @ attn.reshape(b, h, n * n) + self.reattn.bias.view(h, 1)
+        attn = self.norm(mixed.view(b, h, n, n))
         return self.proj(merge_heads(attn @ v)), attn
 
 
