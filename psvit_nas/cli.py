@@ -177,17 +177,26 @@ def load_weights(path: str, spec: ArchSpec):
     return model
 
 
-def load_supernet(path: str):
-    """The Supernet stored in a train-supernet checkpoint, and the checkpoint."""
-    from .supernet import Supernet
-    from .train import load_checkpoint
+def _fitness_set(spec: ArchSpec, checkpoint: dict, args: argparse.Namespace):
+    """The images a spec was scored on (from its best.yaml record), else the supernet's held-out images."""
+    from .search import FitnessSet, fitness_set_for
 
-    state = load_checkpoint(path)
-    if state.get("kind") != "supernet":
-        raise ConfigError(path, "kind", f"expected a supernet checkpoint, got a {state.get('kind')} checkpoint")
-    net = Supernet(SearchSpace.from_dict(state["space"], source=path))
-    net.load_state_dict(state["model"])
-    return net, state
+    if "fitness_set" in spec.metrics:
+        return FitnessSet(**spec.metrics["fitness_set"])
+    return fitness_set_for(checkpoint, args.supernet, None, None, None, args.bn_batches)
+
+
+def _inherited_model(args: argparse.Namespace, spec: ArchSpec):
+    """The spec's path of the supernet in args.supernet, BatchNorm recalibrated as in the search."""
+    from .search import Evaluator, load_supernet
+
+    net, checkpoint = load_supernet(args.supernet)
+    if net.space != spec.space:
+        raise ConfigError(args.arch, "space", f"spec is from space {spec.space.name!r}, but the supernet in "
+                          f"{args.supernet} was trained on {net.space.name!r}")
+    has_bn = any(choice == "reattn" for stage in spec.arch.stages for choice in stage)
+    calib = _fitness_set(spec, checkpoint, args).load(spec.space)[1] if has_bn else []
+    return Evaluator(net, [], calib).model(spec.arch)
 
 
 @command("eval")
@@ -195,35 +204,59 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from torch.utils.data import DataLoader
 
     from .data import eval_transform, load_split
-    from .evaluate import evaluate, has_batchnorm, recalibrate_bn
+    from .evaluate import evaluate
+    from .search import FitnessSet
 
     spec = ArchSpec.from_yaml(args.arch)
     if bool(args.weights) == bool(args.supernet):
         raise ConfigError(None, "--weights/--supernet", "give exactly one of --weights and --supernet")
-    if args.supernet:
-        net, _ = load_supernet(args.supernet)
-        if net.space != spec.space:
-            raise ConfigError(args.arch, "space", f"spec is from space {spec.space.name!r}, but the supernet in "
-                              f"{args.supernet} was trained on {net.space.name!r}")
-        model = net.export(spec.arch)
+    model = _inherited_model(args, spec) if args.supernet else load_weights(args.weights, spec)
+    if args.split == "search":
+        if "fitness_set" not in spec.metrics:
+            raise ConfigError(args.arch, "fitness_set", "this spec records no search images; use a best.yaml "
+                              "written by evolve, or --split val")
+        batches = FitnessSet(**spec.metrics["fitness_set"]).load(spec.space)[0]
+        where = "held-out training (search) images"
     else:
-        model = load_weights(args.weights, spec)
-    val_set = load_split(args.data, "val", spec.space, eval_transform(spec.space), args.data_dir)
-    loader = DataLoader(val_set, batch_size=args.batch_size, num_workers=args.workers)
-    if args.supernet and has_batchnorm(model):
-        from .data import holdout_split
-        import itertools
-
-        train_set = load_split(args.data, "train", spec.space, eval_transform(spec.space), args.data_dir)
-        calib = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
-                           generator=__import__("torch").Generator().manual_seed(0))
-        recalibrate_bn(model, itertools.islice(calib, args.bn_batches))
-    result = evaluate(model, loader)
+        val_set = load_split(args.data, "val", spec.space, eval_transform(spec.space), args.data_dir)
+        batches = DataLoader(val_set, batch_size=args.batch_size, num_workers=args.workers)
+        where = f"{args.data} validation images"
+    result = evaluate(model, batches)
     if args.json:
         print(json.dumps(result))
     else:
         print(f"{args.arch}: top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  loss {result['loss']:.4f}  "
-              f"{result['images_per_s']:.0f} img/s on {result['images']} {args.data} validation images")
+              f"{result['images_per_s']:.0f} img/s on {result['images']} {where}")
+
+
+@command("evolve")
+def cmd_evolve(args: argparse.Namespace) -> None:
+    from .search import SearchConfig, evolve, fitness_set_for, load_supernet
+
+    max_macs = parse_budget(args.flops, field_name="--flops")
+    min_macs = parse_budget(args.min_flops, field_name="--min-flops") if args.min_flops else None
+    cfg = SearchConfig(strategy=args.strategy, population=args.population, generations=args.generations,
+                       topk=args.topk, mutation_prob=args.mutation_prob, max_macs=max_macs, min_macs=min_macs,
+                       seed=args.seed)
+    _, checkpoint = load_supernet(args.supernet)
+    fitness = fitness_set_for(checkpoint, args.supernet, args.data, args.data_dir, args.search_val_size,
+                              args.bn_batches)
+    evolve(args.supernet, cfg, fitness, args.out, backend=args.backend, ray_address=args.ray_address,
+           workers=args.ray_workers, resume=args.resume)
+
+
+@command("export")
+def cmd_export(args: argparse.Namespace) -> None:
+    import torch
+
+    from .io import atomic_write
+
+    spec = ArchSpec.from_yaml(args.arch)
+    model = _inherited_model(args, spec)
+    atomic_write(args.out, lambda tmp: torch.save(model.state_dict(), tmp))
+    cost = count_cost(spec)
+    print(f"wrote {args.out}: {spec.arch} ({format_macs(cost.macs)} MACs, {_params(cost.params)} params); load it "
+          f"with PSViT.from_spec(ArchSpec.from_yaml(...)).load_state_dict(torch.load(...))")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -288,9 +321,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="model.pt from export, or a train checkpoint")
     p.add_argument("--supernet", help="a train-supernet checkpoint; the spec's path is evaluated")
     _add_data_args(p)
+    p.add_argument("--split", choices=["val", "search"], default="val",
+                   help="val: the validation set; search: the held-out training images recorded in best.yaml")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--bn-batches", type=int, default=20, help="training batches for BatchNorm recalibration")
+    p.add_argument("--bn-batches", type=int, default=10, help="training batches for BatchNorm recalibration")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("evolve", help="search a trained supernet under a MACs budget")
+    p.add_argument("--supernet", required=True, help="train-supernet checkpoint (last.pt)")
+    p.add_argument("--flops", required=True, help="MACs budget, e.g. 1.3G")
+    p.add_argument("--min-flops", help="smallest MACs, e.g. 1.0G")
+    p.add_argument("--data", default=None, help="dataset (default: the supernet's)")
+    p.add_argument("--data-dir", default=None, help="where cifar10/cifar100 live (default: the supernet's)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--strategy", default="evolution", help="evolution | random | nsga2")
+    p.add_argument("--population", type=int, default=50)
+    p.add_argument("--generations", type=int, default=20)
+    p.add_argument("--topk", type=int, default=10, help="parents kept per generation")
+    p.add_argument("--mutation-prob", type=float, default=0.1, help="per-cell mutation probability")
+    p.add_argument("--search-val-size", type=int, default=None,
+                   help="held-out training images scoring each candidate (default: all the supernet held out)")
+    p.add_argument("--bn-batches", type=int, default=10, help="training batches for BatchNorm recalibration")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address, e.g. auto (default: start locally)")
+    p.add_argument("--ray-workers", type=int, default=None, help="Ray actors (default: GPUs, else CPUs)")
+    p.add_argument("--resume", action="store_true", help="continue the search saved in OUT")
+
+    p = sub.add_parser("export", help="a standalone model.pt with the path's inherited weights")
+    p.add_argument("--supernet", required=True, help="train-supernet checkpoint")
+    p.add_argument("--arch", required=True, help="architecture spec (best.yaml)")
+    p.add_argument("--out", required=True, help="model.pt to write")
+    p.add_argument("--data", default=None, help="dataset for BatchNorm recalibration (default: the supernet's)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--bn-batches", type=int, default=10)
     return parser
 
 

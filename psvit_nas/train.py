@@ -258,7 +258,7 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
             state = {"kind": kind, "space": space.to_dict(), "arch": str(arch) if arch else None, "epoch": epoch,
                      "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                     "path_digest": path_digest, "config": asdict(cfg), "metrics": last}
+                     "path_digest": path_digest, "config": asdict(cfg), "run": run_config or {}, "metrics": last}
             save_checkpoint(out / "last.pt", state)
             if cfg.save_every and (epoch + 1) % cfg.save_every == 0:
                 save_checkpoint(out / f"epoch{epoch + 1}.pt", state)

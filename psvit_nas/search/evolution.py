@@ -1,0 +1,201 @@
+"""Search strategies over a budget: a genetic algorithm, NSGA-II (DEAP) and random search.
+
+Every individual ever created satisfies the budget (constrained sampling, then variation
+with rejection and a retry cap, then repair). Fitness values come through `score`, which
+the caller backs with an on-disk cache, so no arch is evaluated twice. State is saved after
+every generation; a resumed search reaches the same result as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from deap import base, creator, tools
+
+from ..errors import ConfigError
+from ..io import atomic_write_text
+from ..space import Arch, SearchSpace
+
+STRATEGIES = ("evolution", "random", "nsga2")
+
+if not hasattr(creator, "PsvitAccuracy"):
+    creator.create("PsvitAccuracy", base.Fitness, weights=(1.0,))
+    creator.create("PsvitAccuracyMacs", base.Fitness, weights=(1.0, -1.0))
+    creator.create("PsvitIndividual", list, fitness=creator.PsvitAccuracy)
+    creator.create("PsvitParetoIndividual", list, fitness=creator.PsvitAccuracyMacs)
+
+
+@dataclass
+class SearchConfig:
+    strategy: str = "evolution"
+    population: int = 50
+    generations: int = 20
+    topk: int = 10
+    mutation_prob: float = 0.1
+    max_macs: float | None = None
+    min_macs: float | None = None
+    seed: int = 0
+    retries: int = 50
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(None, "--strategy", f"expected one of {list(STRATEGIES)}, got {self.strategy!r}")
+        if not 0 < self.topk < self.population:
+            raise ConfigError(None, "--topk", f"expected 0 < topk < population ({self.population}), got {self.topk}")
+
+    @property
+    def evaluations(self) -> int:
+        """Candidates per run: the GA's count, which random search and NSGA-II match."""
+        return self.population + (self.generations - 1) * (self.population - self.topk)
+
+
+@dataclass
+class Record:
+    generation: int
+    arch: str
+    fitness: float
+    macs: int
+    params: int
+
+
+@dataclass
+class SearchState:
+    generation: int = -1
+    population: list[str] = field(default_factory=list)
+    rng: Any = None
+    history: list[Record] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+Score = Callable[[Sequence[Arch]], list[float]]
+
+
+class Search:
+    """One search run in `out`: `run()` returns the history; `best` and `pareto_front()` read it."""
+
+    def __init__(self, space: SearchSpace, cfg: SearchConfig, score: Score, out: str | Path,
+                 on_generation: Callable[[int], None] | None = None) -> None:
+        space.check_budget(cfg.max_macs, cfg.min_macs)
+        self.space, self.cfg, self.score, self.out = space, cfg, score, Path(out)
+        self.on_generation = on_generation
+        self.table = space.cost_table
+        self.state = SearchState(config=asdict(cfg))
+        self.rng = random.Random(cfg.seed)
+        self.fitness: dict[str, float] = {}
+
+    # ----- the run ----------------------------------------------------------------------
+    def run(self, resume: bool = False) -> list[Record]:
+        if resume:
+            self._load()
+        population = [Arch.parse(a) for a in self.state.population]
+        for generation in range(self.state.generation + 1, self.cfg.generations):
+            if generation == 0:
+                population = self._unique([], self.cfg.population, lambda: self._sample())
+            elif self.cfg.strategy == "random":
+                population = self._unique([], self.cfg.population - self.cfg.topk, lambda: self._sample())
+            else:
+                population = self._next_generation(population)
+            self._evaluate(population, generation)
+            if self.cfg.strategy == "nsga2":
+                population = self._nsga2_survivors(population)
+            self.state.generation, self.state.population = generation, [str(a) for a in population]
+            self._save()
+            if self.on_generation:
+                self.on_generation(generation)
+        return self.state.history
+
+    def _sample(self) -> Arch:
+        return self.space.sample(self.rng, self.cfg.max_macs, self.cfg.min_macs)
+
+    def _unique(self, existing: Sequence[Arch], count: int, make: Callable[[], Arch]) -> list[Arch]:
+        """`count` new archs not in `existing` nor already evaluated (duplicates allowed after many tries)."""
+        seen = set(existing) | {Arch.parse(a) for a in self.fitness}
+        out: list[Arch] = []
+        for _ in range(count):
+            arch = make()
+            for _ in range(self.cfg.retries):
+                if arch not in seen:
+                    break
+                arch = make()
+            seen.add(arch)
+            out.append(arch)
+        return out
+
+    def _vary(self, parents: Sequence[Arch]) -> Arch:
+        """A mutated parent or a uniform-crossover child, inside the budget (rejection, then repair)."""
+        for _ in range(self.cfg.retries):
+            if self.rng.random() < 0.5:
+                child = self.space.mutate(self.rng.choice(parents), self.rng, self.cfg.mutation_prob)
+            else:
+                child = self.space.crossover(*self.rng.sample(list(parents), 2), self.rng)[0]
+            if self.space.within(child, self.cfg.max_macs, self.cfg.min_macs):
+                return child
+        return self.space.repair(child, self.rng, self.cfg.max_macs, self.cfg.min_macs)
+
+    def _next_generation(self, population: list[Arch]) -> list[Arch]:
+        if self.cfg.strategy == "nsga2":
+            offspring = self.cfg.population - self.cfg.topk  # as many evaluations as the GA
+            return population + self._unique(population, offspring, lambda: self._vary(population))
+        parents = [Arch.parse(ind[0]) for ind in
+                   tools.selBest(self._individuals(population, creator.PsvitIndividual), self.cfg.topk)]
+        return parents + self._unique(parents, self.cfg.population - self.cfg.topk, lambda: self._vary(parents))
+
+    def _individuals(self, archs: Sequence[Arch], kind) -> list:
+        out = []
+        for arch in archs:
+            ind = kind([str(arch)])
+            ind.fitness.values = (self.fitness[str(arch)],) if kind is creator.PsvitIndividual else \
+                (self.fitness[str(arch)], self.table.macs(arch))
+            out.append(ind)
+        return out
+
+    def _nsga2_survivors(self, population: list[Arch]) -> list[Arch]:
+        chosen = tools.selNSGA2(self._individuals(population, creator.PsvitParetoIndividual), self.cfg.population)
+        return [Arch.parse(ind[0]) for ind in chosen]
+
+    def _evaluate(self, archs: Sequence[Arch], generation: int) -> None:
+        new = list(dict.fromkeys(a for a in archs if str(a) not in self.fitness))
+        for arch, value in zip(new, self.score(new)):
+            self.fitness[str(arch)] = value
+            cost = self.table(arch)
+            self.state.history.append(Record(generation, str(arch), value, cost.macs, cost.params))
+
+    # ----- results ------------------------------------------------------------------------
+    @property
+    def best(self) -> Record:
+        """The fittest evaluated arch (ties: the cheaper, then the earlier)."""
+        return max(self.state.history, key=lambda r: (r.fitness, -r.macs))
+
+    def pareto_front(self) -> list[Record]:
+        """Accuracy-vs-MACs non-dominated records of everything evaluated (DEAP's sortNondominated)."""
+        archs = [Arch.parse(r.arch) for r in self.state.history]
+        front = tools.sortNondominated(self._individuals(archs, creator.PsvitParetoIndividual), len(archs),
+                                       first_front_only=True)[0]
+        keep = {ind[0] for ind in front}
+        return sorted((r for r in self.state.history if r.arch in keep), key=lambda r: r.macs)
+
+    # ----- state --------------------------------------------------------------------------
+    def _save(self) -> None:
+        self.state.rng = self.rng.getstate()
+        data = asdict(self.state)
+        atomic_write_text(self.out / "search_state.json", json.dumps(data))
+        atomic_write_text(self.out / "history.jsonl", "".join(json.dumps(asdict(r)) + "\n"
+                                                              for r in self.state.history))
+
+    def _load(self) -> None:
+        path = self.out / "search_state.json"
+        if not path.is_file():
+            raise ConfigError(str(path), None, "no saved search to resume")
+        data = json.loads(path.read_text())
+        if data["config"] != asdict(self.cfg):
+            changed = sorted(k for k in data["config"] if data["config"][k] != asdict(self.cfg).get(k))
+            raise ConfigError(str(path), changed[0] if changed else "config",
+                              "differs from this command's settings; resume with the same settings")
+        version, internal, gauss = data["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        self.state = SearchState(data["generation"], data["population"], data["rng"],
+                                 [Record(**r) for r in data["history"]], data["config"])
+        self.fitness = {r.arch: r.fitness for r in self.state.history}

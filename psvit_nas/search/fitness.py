@@ -1,0 +1,97 @@
+"""Candidate fitness: top-1 of a path with inherited weights on fixed held-out TRAINING images.
+
+The images are the supernet run's held-out part of the training set (`--search-holdout`
+at training time), never the validation set accuracy is reported on. Paths with
+BatchNorm (Re-Attention) are recalibrated on fixed training batches first. Every
+candidate sees the same images in the same order.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Subset
+
+from ..data import eval_transform, holdout_split, load_split
+from ..errors import ConfigError
+from ..evaluate import evaluate, has_batchnorm, recalibrate_bn
+from ..model import PSViT
+from ..space import Arch, SearchSpace
+from ..supernet import Supernet
+
+Batches = list[tuple[Tensor, Tensor]]
+
+
+@dataclass(frozen=True)
+class FitnessSet:
+    """Which images score candidates; recorded in best.yaml so that `eval --split search` can rebuild them."""
+
+    data: str
+    data_dir: str
+    holdout: int
+    size: int
+    bn_batches: int
+    batch_size: int = 128
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load(self, space: SearchSpace) -> tuple[Batches, Batches]:
+        """(fitness batches from the held-out images, BatchNorm calibration batches from the rest)."""
+        train = load_split(self.data, "train", space, eval_transform(space), self.data_dir)
+        keep, held = holdout_split(len(train), self.holdout)
+        order = torch.randperm(len(keep), generator=torch.Generator().manual_seed(1)).tolist()
+        calib = [keep[i] for i in order[: self.bn_batches * self.batch_size]]
+        return _batches(Subset(train, held[: self.size]), self.batch_size), _batches(Subset(train, calib),
+                                                                                      self.batch_size)
+
+
+def _batches(dataset, batch_size: int) -> Batches:
+    return [(x, y) for x, y in DataLoader(dataset, batch_size=batch_size)]
+
+
+def fitness_set_for(checkpoint: dict[str, Any], source: str, data: str | None, data_dir: str | None,
+                    size: int | None, bn_batches: int) -> FitnessSet:
+    """The fitness set of a supernet checkpoint: its held-out training images (or the first `size`)."""
+    run = checkpoint.get("run", {})
+    holdout = int(run.get("search_holdout", 0))
+    if holdout <= 0:
+        raise ConfigError(source, "search_holdout", "this supernet was trained on all its training images, so "
+                          "none are left to score candidates; retrain with --search-holdout N")
+    size = holdout if size is None else size
+    if not 0 < size <= holdout:
+        raise ConfigError(None, "--search-val-size", f"expected 1..{holdout} (the supernet's held-out images), "
+                          f"got {size}")
+    return FitnessSet(data or run.get("data", "digits"), data_dir or run.get("data_dir", "data"), holdout, size,
+                      bn_batches)
+
+
+def file_digest(path: str | Path) -> str:
+    """Content hash of a checkpoint: the cache key that ties fitness values to exact weights."""
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+class Evaluator:
+    """Scores archs of one supernet on fixed batches. The supernet itself is never modified."""
+
+    def __init__(self, supernet: Supernet, batches: Batches, calib: Batches, device: str = "cpu") -> None:
+        self.supernet = supernet.to(device).eval()
+        self.batches, self.calib, self.device = batches, calib, device
+
+    def model(self, arch: Arch) -> PSViT:
+        """The standalone model of `arch` as scored: inherited weights, BatchNorm recalibrated if present."""
+        model = self.supernet.export(arch).to(self.device)
+        if has_batchnorm(model):
+            recalibrate_bn(model, self.calib, self.device)
+        return model.eval()
+
+    def __call__(self, arch: Arch) -> float:
+        return evaluate(self.model(arch), self.batches, device=self.device)["top1"]

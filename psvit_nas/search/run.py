@@ -1,0 +1,95 @@
+"""One `evolve` run: load the supernet and fitness images, search, and write the run folder."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Sequence
+
+import yaml
+from tqdm import tqdm
+
+from ..errors import ConfigError
+from ..io import atomic_write_text
+from ..space import Arch, format_macs
+from ..supernet import Supernet
+from ..train import load_checkpoint
+from .backends import LocalBackend, RayBackend
+from .cache import FitnessCache
+from .evolution import Search, SearchConfig
+from .fitness import Evaluator, FitnessSet, file_digest
+from .report import plot_pareto, plot_progress, summary
+
+
+def load_supernet(path: str | Path) -> tuple[Supernet, dict]:
+    """The Supernet stored in a train-supernet checkpoint, and the checkpoint."""
+    from ..space import SearchSpace
+
+    state = load_checkpoint(path)
+    if state.get("kind") != "supernet":
+        raise ConfigError(str(path), "kind", f"expected a supernet checkpoint, got a {state.get('kind')} checkpoint")
+    net = Supernet(SearchSpace.from_dict(state["space"], source=str(path)))
+    net.load_state_dict(state["model"])
+    return net, state
+
+
+def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str | Path, backend: str = "local",
+           ray_address: str | None = None, workers: int | None = None, resume: bool = False,
+           on_generation: Callable[[int], None] | None = None) -> Search:
+    """Search the supernet in `supernet_path` under `cfg`'s budget; write best.yaml, history and plots to `out`."""
+    out = Path(out)
+    net, _ = load_supernet(supernet_path)
+    space = net.space
+    space.check_budget(cfg.max_macs, cfg.min_macs, source=supernet_path)
+    batches, calib = fitness.load(space)
+    key = hashlib.sha1(json.dumps([file_digest(supernet_path), fitness.to_dict()]).encode()).hexdigest()[:16]
+    cache = FitnessCache(out / "cache.jsonl", key)
+    runner = LocalBackend(Evaluator(net, batches, calib)) if backend == "local" else \
+        RayBackend(net, batches, calib, ray_address, workers)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(
+        {"command": " ".join(sys.argv), "supernet": str(supernet_path), "backend": backend, "search": asdict(cfg),
+         "fitness_set": fitness.to_dict(), "space": space.to_dict()}, sort_keys=False))
+    bar = tqdm(total=cfg.evaluations, desc=f"{cfg.strategy} (evaluations)", disable=not sys.stderr.isatty(),
+               dynamic_ncols=True)
+
+    def on_result(arch: Arch, value: float) -> None:
+        cache.record(arch, value)
+        bar.update(1)
+
+    def score(archs: Sequence[Arch]) -> list[float]:
+        missing = [a for a in archs if a not in cache]
+        bar.update(len(archs) - len(missing))
+        runner.map(missing, on_result)
+        return [cache[a] for a in archs]
+
+    def generation_done(generation: int) -> None:
+        bar.set_postfix(generation=f"{generation + 1}/{cfg.generations}", best=f"{search.best.fitness:.2f}")
+        if on_generation:
+            on_generation(generation)
+
+    search = Search(space, cfg, score, out, generation_done)
+    try:
+        search.run(resume)
+    finally:
+        bar.close()
+        runner.close()
+    _write_results(search, net, fitness, supernet_path, out)
+    return search
+
+
+def _write_results(search: Search, net: Supernet, fitness: FitnessSet, supernet_path: str, out: Path) -> None:
+    cfg, best, front = search.cfg, search.best, search.pareto_front()
+    cost = search.table(Arch.parse(best.arch))
+    spec = net.space.spec(Arch.parse(best.arch), fitness=best.fitness, macs=cost.macs, params=cost.params,
+                          budget={"max_macs": cfg.max_macs, "min_macs": cfg.min_macs}, strategy=cfg.strategy,
+                          supernet=str(supernet_path), fitness_set=fitness.to_dict(), command=" ".join(sys.argv))
+    spec.to_yaml(out / "best.yaml")
+    title = f"{cfg.strategy} on {net.space.name}"
+    plot_progress(search.state.history, out / "progress.png", title)
+    plot_pareto(search.state.history, front, out / "pareto.png", title, cfg.max_macs)
+    if cfg.strategy == "nsga2":
+        atomic_write_text(out / "pareto.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in front))
+    print(summary(search.state.history, front, best))
+    print(f"best: fitness {best.fitness:.2f}%  {format_macs(best.macs)} MACs  -> {out / 'best.yaml'}")
