@@ -1,0 +1,150 @@
+import json
+import random
+
+import pytest
+import torch
+
+from conftest import SPACES
+from psvit_nas import ArchSpec, SearchSpace
+from psvit_nas.cli import main
+from psvit_nas.search import Evaluator, FitnessSet, Search, SearchConfig, evolve, load_supernet
+
+DIGITS = SearchSpace.from_yaml(SPACES / "digits.yaml")
+TINY = SearchSpace.from_yaml(SPACES / "psvit_2d_tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def supernet(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sn")
+    assert main(["train-supernet", "--config", str(SPACES / "digits.yaml"), "--out", str(out), "--epochs", "3",
+                 "--search-holdout", "200"]) == 0
+    return str(out / "last.pt")
+
+
+def _target_score(space, target):
+    """Synthetic fitness with a known optimum: the share of cells that match `target`."""
+    flat = [c for stage in target.stages for c in stage]
+
+    def score(archs):
+        return [sum(a == b for a, b in zip([c for s in arch.stages for c in s], flat)) / len(flat)
+                for arch in archs]
+    return score
+
+
+def test_every_individual_satisfies_the_budget(tmp_path):
+    """DESIGN.md invariant 6, with a window tight enough that repair is needed."""
+    low, high = 1.0e9, 1.1e9
+    populations = []
+    for strategy in ("evolution", "random", "nsga2"):
+        cfg = SearchConfig(strategy=strategy, population=20, generations=4, topk=5, max_macs=high, min_macs=low,
+                           mutation_prob=0.5)
+        search = Search(TINY, cfg, _target_score(TINY, TINY.sample(random.Random(1))), tmp_path / strategy,
+                        on_generation=lambda g: populations.append(list(search.state.population)))
+        history = search.run()
+        assert len(history) >= cfg.population
+        assert all(low <= r.macs <= high for r in history)
+    assert all(low <= TINY.cost_table.macs(TINY.validate(__import__("psvit_nas").Arch.parse(a))) <= high
+               for pop in populations for a in pop)
+
+
+def test_evolution_beats_random_search_on_a_known_optimum(tmp_path):
+    wins = 0
+    for seed in range(3):
+        target = TINY.sample(random.Random(100 + seed), max_macs=1.3e9)
+        best = {}
+        for strategy in ("evolution", "random"):
+            cfg = SearchConfig(strategy=strategy, population=30, generations=8, topk=8, max_macs=1.3e9, seed=seed)
+            search = Search(TINY, cfg, _target_score(TINY, target), tmp_path / f"{strategy}{seed}")
+            history = search.run()
+            assert len(history) == cfg.evaluations or strategy == "evolution"
+            best[strategy] = search.best.fitness
+        wins += best["evolution"] > best["random"]
+    assert wins == 3
+
+
+def test_search_resumed_after_a_kill_matches_an_uninterrupted_one(tmp_path, supernet):
+    """DESIGN.md invariant 5, on a real supernet."""
+    net, checkpoint = load_supernet(supernet)
+    fitness = FitnessSet("digits", "data", 200, 100, 2, 64)
+    cfg = SearchConfig(population=8, generations=4, topk=3, max_macs=1.0e6, seed=5)
+    full = evolve(supernet, cfg, fitness, tmp_path / "full")
+
+    def killer(generation):
+        if generation == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        evolve(supernet, cfg, fitness, tmp_path / "cut", on_generation=killer)
+    assert not (tmp_path / "cut" / "best.yaml").exists()
+    resumed = evolve(supernet, cfg, fitness, tmp_path / "cut", resume=True)
+    assert [r.arch for r in resumed.state.history] == [r.arch for r in full.state.history]
+    assert resumed.best == full.best
+    assert ArchSpec.from_yaml(tmp_path / "cut" / "best.yaml").arch == ArchSpec.from_yaml(
+        tmp_path / "full" / "best.yaml").arch
+    for name in ("progress.png", "pareto.png", "history.jsonl", "cache.jsonl", "config.yaml"):
+        assert (tmp_path / "full" / name).stat().st_size > 0
+    lines = (tmp_path / "full" / "history.jsonl").read_text().splitlines()
+    assert len(lines) == len(full.state.history) and "fitness" in json.loads(lines[0])
+
+
+def test_ray_backend_matches_local_and_survives_a_killed_actor(tmp_path, supernet):
+    ray = pytest.importorskip("ray")
+    from psvit_nas.search.backends import RayBackend
+
+    net, _ = load_supernet(supernet)
+    fitness = FitnessSet("digits", "data", 200, 100, 2, 64)
+    batches, calib = fitness.load(DIGITS)
+    archs = [DIGITS.sample(random.Random(i)) for i in range(6)]
+    local = [Evaluator(net, batches, calib)(a) for a in archs]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        backend = RayBackend(net, batches, calib, workers=2)
+        killed = []
+
+        def kill_once(arch, value):
+            if not killed:
+                killed.append(backend.actors[1])
+                ray.kill(backend.actors[1])
+
+        assert backend.map(archs, kill_once) == pytest.approx(local, abs=1e-9)
+        assert killed and killed[0] not in backend.actors
+        backend.close()
+        cfg = SearchConfig(population=6, generations=2, topk=2, max_macs=1.0e6, seed=1)
+        on_ray = evolve(supernet, cfg, fitness, tmp_path / "ray", backend="ray", workers=2)
+    finally:
+        ray.shutdown()
+    on_cpu = evolve(supernet, cfg, fitness, tmp_path / "local")
+    assert [(r.arch, r.fitness) for r in on_ray.state.history] == [(r.arch, r.fitness) for r in on_cpu.state.history]
+
+
+def test_export_reproduces_the_search_fitness(tmp_path, supernet, capsys):
+    out = tmp_path / "search"
+    assert main(["evolve", "--supernet", supernet, "--flops", "0.9M", "--out", str(out), "--population", "6",
+                 "--generations", "2", "--topk", "2", "--search-val-size", "120"]) == 0
+    best = ArchSpec.from_yaml(out / "best.yaml")
+    assert best.metrics["macs"] <= 0.9e6 and "command" in best.metrics
+    assert main(["export", "--supernet", supernet, "--arch", str(out / "best.yaml"), "--out",
+                 str(tmp_path / "model.pt")]) == 0
+    from psvit_nas import PSViT
+
+    model = PSViT.from_spec(best)
+    model.load_state_dict(torch.load(tmp_path / "model.pt"))
+    capsys.readouterr()
+    assert main(["eval", "--arch", str(out / "best.yaml"), "--weights", str(tmp_path / "model.pt"),
+                 "--split", "search", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 120 and result["top1"] == pytest.approx(best.metrics["fitness"])
+
+
+def test_search_bad_inputs(tmp_path, supernet, capsys):
+    code = main(["evolve", "--supernet", supernet, "--flops", "10K", "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2 and "smallest" in err and "--flops" in err and not (tmp_path / "s" / "best.yaml").exists()
+    code = main(["evolve", "--supernet", str(tmp_path / "nope.pt"), "--flops", "1M", "--out", str(tmp_path / "s")])
+    assert code == 2 and "checkpoint not found" in capsys.readouterr().err
+    other = tmp_path / "other.yaml"
+    assert main(["sample", "--config", str(SPACES / "tiny_imagenet.yaml"), "--out", str(other)]) == 0
+    capsys.readouterr()
+    code = main(["export", "--supernet", supernet, "--arch", str(other), "--out", str(tmp_path / "m.pt")])
+    err = capsys.readouterr().err
+    assert code == 2 and "space" in err and str(other) in err and not (tmp_path / "m.pt").exists()
