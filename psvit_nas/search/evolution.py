@@ -85,6 +85,7 @@ class Search:
         self.state = SearchState(config=asdict(cfg))
         self.rng = random.Random(cfg.seed)
         self.fitness: dict[str, float] = {}
+        self.timing: dict[str, float] = {}
 
     # ----- the run ----------------------------------------------------------------------
     def run(self, resume: bool = False) -> list[Record]:

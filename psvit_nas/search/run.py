@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
@@ -58,10 +59,15 @@ def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str 
         cache.record(arch, value)
         bar.update(1)
 
+    evaluation_s = 0.0
+
     def score(archs: Sequence[Arch]) -> list[float]:
+        nonlocal evaluation_s
         missing = [a for a in archs if a not in cache]
         bar.update(len(archs) - len(missing))
+        start = time.perf_counter()
         runner.map(missing, on_result)
+        evaluation_s += time.perf_counter() - start
         return [cache[a] for a in archs]
 
     def generation_done(generation: int) -> None:
@@ -70,11 +76,13 @@ def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str 
             on_generation(generation)
 
     search = Search(space, cfg, score, out, generation_done)
+    start = time.perf_counter()
     try:
         search.run(resume)
     finally:
         bar.close()
         runner.close()
+    search.timing = {"search_s": time.perf_counter() - start, "evaluation_s": evaluation_s}
     _write_results(search, net, fitness, supernet_path, out)
     return search
 
@@ -93,3 +101,6 @@ def _write_results(search: Search, net: Supernet, fitness: FitnessSet, supernet_
         atomic_write_text(out / "pareto.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in front))
     print(summary(search.state.history, front, best))
     print(f"best: fitness {best.fitness:.2f}%  {format_macs(best.macs)} MACs  -> {out / 'best.yaml'}")
+    timing = search.timing
+    print(f"search took {timing['search_s']:.1f} s, {100 * timing['evaluation_s'] / timing['search_s']:.1f} % of it "
+          "scoring candidates")
