@@ -6,6 +6,7 @@ import json
 import random
 import statistics
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from .cost import count_cost
@@ -259,6 +260,28 @@ def cmd_export(args: argparse.Namespace) -> None:
           f"with PSViT.from_spec(ArchSpec.from_yaml(...)).load_state_dict(torch.load(...))")
 
 
+@command("analyze")
+def cmd_analyze(args: argparse.Namespace) -> None:
+    import torch
+
+    from .analysis import analyze, write_report
+    from .data import eval_transform, load_split
+
+    spec = ArchSpec.from_yaml(args.arch)
+    if bool(args.weights) == bool(args.supernet):
+        raise ConfigError(None, "--weights/--supernet", "give exactly one of --weights and --supernet")
+    model = _inherited_model(args, spec) if args.supernet else load_weights(args.weights, spec)
+    val_set = load_split(args.data, "val", spec.space, eval_transform(spec.space), args.data_dir)
+    images = torch.stack([val_set[i][0] for i in range(min(args.images, len(val_set)))])
+    result = analyze(model, images, args.threshold)
+    write_report(result, args.out)
+    share = result["adjacent_share_above"]
+    print(f"{len(result['layers'])} attention layers, {result['images']} validation images: "
+          f"{result['adjacent_above']} of {result['adjacent_pairs']} adjacent layer pairs "
+          f"({100 * share:.0f} %) have attention-map similarity above {args.threshold}")
+    print(f"wrote {Path(args.out) / 'attention_similarity.png'} and attention_similarity.json")
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="digits", help="digits | cifar10 | cifar100 | a Tiny-ImageNet or "
                    "ImageFolder root (default: digits)")
@@ -347,6 +370,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", default=None, help="Ray cluster address, e.g. auto (default: start locally)")
     p.add_argument("--ray-workers", type=int, default=None, help="Ray actors (default: GPUs, else CPUs)")
     p.add_argument("--resume", action="store_true", help="continue the search saved in OUT")
+
+    p = sub.add_parser("analyze", help="attention-map similarity between layers and heads (DeepViT's metric)")
+    p.add_argument("--arch", required=True, help="architecture spec YAML")
+    p.add_argument("--weights", help="model.pt from export, or a train checkpoint")
+    p.add_argument("--supernet", help="a train-supernet checkpoint; the spec's path is analysed")
+    _add_data_args(p)
+    p.add_argument("--out", default=".", help="folder for attention_similarity.png/.json")
+    p.add_argument("--images", type=int, default=64, help="fixed validation images analysed")
+    p.add_argument("--threshold", type=float, default=0.8)
+    p.add_argument("--bn-batches", type=int, default=10, help="training batches for BatchNorm recalibration")
 
     p = sub.add_parser("export", help="a standalone model.pt with the path's inherited weights")
     p.add_argument("--supernet", required=True, help="train-supernet checkpoint")
