@@ -107,7 +107,8 @@ def _train_config(args: argparse.Namespace, space: SearchSpace):
     return cfg, aug
 
 
-def _fit(args: argparse.Namespace, model, space: SearchSpace, arch: Arch | None, holdout: int) -> None:
+def _fit(args: argparse.Namespace, model, space: SearchSpace, arch: Arch | None, holdout: int | None) -> None:
+    """Train with the shared loop; `holdout` training images are kept out for the search (None: 10 %, <= 10k)."""
     import torch
 
     from .data import batch_mixer, eval_transform, holdout_split, load_split, num_classes, train_transform
@@ -115,6 +116,8 @@ def _fit(args: argparse.Namespace, model, space: SearchSpace, arch: Arch | None,
     cfg, aug = _train_config(args, space)
     train_set = load_split(args.data, "train", space, train_transform(space, aug), args.data_dir)
     val_set = load_split(args.data, "val", space, eval_transform(space), args.data_dir)
+    if holdout is None:
+        holdout = min(len(train_set) // 10, 10_000)
     keep, held = holdout_split(len(train_set), holdout)
     if held:
         train_set = torch.utils.data.Subset(train_set, keep)
@@ -132,15 +135,11 @@ def _fit(args: argparse.Namespace, model, space: SearchSpace, arch: Arch | None,
 def cmd_train_supernet(args: argparse.Namespace) -> None:
     import torch
 
-    from .data import load_split
     from .supernet import Supernet
 
     space = SearchSpace.from_yaml(args.config)
-    holdout = args.search_holdout
-    if holdout is None:
-        holdout = min(len(load_split(args.data, "train", space, None, args.data_dir)) // 10, 10_000)
     torch.manual_seed(args.seed)
-    _fit(args, Supernet(space), space, None, holdout)
+    _fit(args, Supernet(space), space, None, args.search_holdout)
 
 
 @command("train")
