@@ -199,6 +199,13 @@ def _inherited_model(args: argparse.Namespace, spec: ArchSpec):
     return Evaluator(net, [], calib).model(spec.arch)
 
 
+def _model(args: argparse.Namespace, spec: ArchSpec):
+    """The model named by --weights (standalone) or --supernet (inherited weights)."""
+    if bool(args.weights) == bool(args.supernet):
+        raise ConfigError(None, "--weights/--supernet", "give exactly one of --weights and --supernet")
+    return _inherited_model(args, spec) if args.supernet else load_weights(args.weights, spec)
+
+
 @command("eval")
 def cmd_eval(args: argparse.Namespace) -> None:
     from torch.utils.data import DataLoader
@@ -208,9 +215,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .search import FitnessSet
 
     spec = ArchSpec.from_yaml(args.arch)
-    if bool(args.weights) == bool(args.supernet):
-        raise ConfigError(None, "--weights/--supernet", "give exactly one of --weights and --supernet")
-    model = _inherited_model(args, spec) if args.supernet else load_weights(args.weights, spec)
+    model = _model(args, spec)
     if args.split == "search":
         if "fitness_set" not in spec.metrics:
             raise ConfigError(args.arch, "fitness_set", "this spec records no search images; use a best.yaml "
@@ -267,9 +272,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     from .data import eval_transform, load_split
 
     spec = ArchSpec.from_yaml(args.arch)
-    if bool(args.weights) == bool(args.supernet):
-        raise ConfigError(None, "--weights/--supernet", "give exactly one of --weights and --supernet")
-    model = _inherited_model(args, spec) if args.supernet else load_weights(args.weights, spec)
+    model = _model(args, spec)
     val_set = load_split(args.data, "val", spec.space, eval_transform(spec.space), args.data_dir)
     images = torch.stack([val_set[i][0] for i in range(min(args.images, len(val_set)))])
     result = analyze(model, images, args.threshold)

@@ -12,9 +12,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from .nn import relative_index
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .nn import explicit_attention, relative_index
 
 if TYPE_CHECKING:
+    from .model import PSViT
     from .space import Arch, ArchSpec, SearchSpace
 
 
@@ -116,3 +120,12 @@ def cost_table(space: "SearchSpace") -> CostTable:
 def count_cost(spec: "ArchSpec") -> Cost:
     """Exact MACs and params of an architecture spec."""
     return cost_table(spec.space)(spec.arch)
+
+
+def flop_counter_macs(model: "PSViT") -> float:
+    """The reference count: FlopCounterMode total / 2 for one image, attention as explicit matmuls."""
+    space = model.space
+    x = torch.zeros(1, space.in_chans, space.image_size, space.image_size)
+    with torch.no_grad(), explicit_attention(), FlopCounterMode(display=False) as counter:
+        model.eval()(x)
+    return counter.get_total_flops() / 2

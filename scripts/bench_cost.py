@@ -10,20 +10,11 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from psvit_nas import PSViT, SearchSpace
-from psvit_nas.nn import explicit_attention
+from psvit_nas.cost import flop_counter_macs
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
-
-
-def reference_macs(model: PSViT) -> float:
-    space = model.space
-    x = torch.randn(1, space.in_chans, space.image_size, space.image_size)
-    with torch.no_grad(), explicit_attention(), FlopCounterMode(display=False) as counter:
-        model.eval()(x)
-    return counter.get_total_flops() / 2
 
 
 def main() -> None:
@@ -46,7 +37,7 @@ def main() -> None:
         worst = 0.0
         for arch in archs[: args.archs]:
             model = PSViT.from_spec(space.spec(arch))
-            worst = max(worst, abs(table(arch).macs / reference_macs(model) - 1))
+            worst = max(worst, abs(table(arch).macs / flop_counter_macs(model) - 1))
         print(f"{space.name:<16}{rate:>12,.0f}{worst:>14.2e}{args.archs:>9}")
 
 

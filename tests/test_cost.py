@@ -1,20 +1,10 @@
 import random
 
 import pytest
-import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import SPACE_FILES, SPACES
 from psvit_nas import ArchSpec, PSViT, SearchSpace, count_cost
-from psvit_nas.nn import explicit_attention
-
-
-def _reference_macs(model: PSViT) -> float:
-    space = model.space
-    x = torch.randn(1, space.in_chans, space.image_size, space.image_size)
-    with torch.no_grad(), explicit_attention(), FlopCounterMode(display=False) as counter:
-        model.eval()(x)
-    return counter.get_total_flops() / 2
+from psvit_nas.cost import flop_counter_macs as _reference_macs
 
 
 @pytest.mark.parametrize("path", SPACE_FILES, ids=lambda p: p.stem)
