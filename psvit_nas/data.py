@@ -180,7 +180,7 @@ def _tiny_imagenet(root: Path, split: str, transform: Callable | None, channels:
         for n, line in enumerate(annotations.read_text().splitlines(), 1):
             fields = line.split("\t")
             if len(fields) < 2 or fields[1] not in index:
-                raise ConfigError(str(annotations), f"line {n}", f"expected '<image>\\t<wnid>' with a wnid from "
+                raise ConfigError(str(annotations), f"line {n}", "expected '<image>\\t<wnid>' with a wnid from "
                                   "wnids.txt")
             samples.append((root / "val" / "images" / fields[0], index[fields[1]]))
     return ImageList(samples, classes, transform, channels)

@@ -7,7 +7,7 @@ from conftest import SPACES
 from psvit_nas import Arch, PSViT, SearchSpace
 from psvit_nas.analysis import analyze, attention_maps, layer_labels, write_report
 from psvit_nas.cli import main
-from psvit_nas.data import eval_transform, load_split
+from psvit_nas.data import load_split
 
 SPACE = SearchSpace.from_yaml(SPACES / "tiny_imagenet.yaml")
 ARCH = Arch((("share", "layer", "reattn", "lsla", "identity", "layer"),

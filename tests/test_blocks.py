@@ -1,6 +1,6 @@
 import torch
 
-from psvit_nas.nn import (Attention, LSLAttention, ReAttention, SharedAttention, SharePair, Pool1d, Pool2d,
+from psvit_nas.nn import (Attention, LSLAttention, ReAttention, SharePair, Pool1d, Pool2d,
                           make_cell, relative_index)
 
 B, N, C, H = 2, 16, 32, 4

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Subset
 
 from conftest import ROOT, SPACES
-from psvit_nas import ArchSpec, SearchSpace, Supernet
+from psvit_nas import SearchSpace, Supernet
 from psvit_nas.cli import main
 from psvit_nas.data import Augment, eval_transform, load_split, train_transform
 from psvit_nas.train import NonFiniteLoss, TrainConfig, fit, load_checkpoint
