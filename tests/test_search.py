@@ -148,3 +148,16 @@ def test_search_bad_inputs(tmp_path, supernet, capsys):
     code = main(["export", "--supernet", supernet, "--arch", str(other), "--out", str(tmp_path / "m.pt")])
     err = capsys.readouterr().err
     assert code == 2 and "space" in err and str(other) in err and not (tmp_path / "m.pt").exists()
+
+
+def test_resume_refuses_other_settings_or_another_space(tmp_path):
+    cfg = SearchConfig(population=6, generations=2, topk=2, max_macs=1.0e6)
+    score = _target_score(DIGITS, DIGITS.sample(random.Random(0)))
+    Search(DIGITS, cfg, score, tmp_path).run()
+    from psvit_nas import ConfigError
+
+    with pytest.raises(ConfigError, match="population"):
+        Search(DIGITS, SearchConfig(population=8, generations=2, topk=2, max_macs=1.0e6), score, tmp_path).run(True)
+    tiny = SearchSpace.from_yaml(SPACES / "tiny_imagenet.yaml")
+    with pytest.raises(ConfigError, match="space"):
+        Search(tiny, SearchConfig(population=6, generations=2, topk=2, max_macs=3.0e7), score, tmp_path).run(True)

@@ -82,7 +82,7 @@ class Search:
         self.space, self.cfg, self.score, self.out = space, cfg, score, Path(out)
         self.on_generation = on_generation
         self.table = space.cost_table
-        self.state = SearchState(config=asdict(cfg))
+        self.state = SearchState(config=self._config())
         self.rng = random.Random(cfg.seed)
         self.fitness: dict[str, float] = {}
         self.timing: dict[str, float] = {}
@@ -179,6 +179,10 @@ class Search:
         return sorted((r for r in self.state.history if r.arch in keep), key=lambda r: r.macs)
 
     # ----- state --------------------------------------------------------------------------
+    def _config(self) -> dict[str, Any]:
+        """What a resumed search must share with the saved one: the settings and the space."""
+        return {**asdict(self.cfg), "space": self.space.to_dict()}
+
     def _save(self) -> None:
         self.state.rng = self.rng.getstate()
         data = asdict(self.state)
@@ -191,9 +195,10 @@ class Search:
         if not path.is_file():
             raise ConfigError(str(path), None, "no saved search to resume")
         data = json.loads(path.read_text())
-        if data["config"] != asdict(self.cfg):
-            changed = sorted(k for k in data["config"] if data["config"][k] != asdict(self.cfg).get(k))
-            raise ConfigError(str(path), changed[0] if changed else "config",
+        config = self._config()
+        if data["config"] != config:
+            changed = sorted(k for k in data["config"] if data["config"][k] != config.get(k))
+            raise ConfigError(str(path), ", ".join(changed) or "config",
                               "differs from this command's settings; resume with the same settings")
         version, internal, gauss = data["rng"]
         self.rng.setstate((version, tuple(internal), gauss))
