@@ -22,6 +22,7 @@ def plot_progress(history: Sequence[Record], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     generations = sorted({r.generation for r in history})
     mean = [sum(r.fitness for r in history if r.generation == g) /
@@ -33,6 +34,7 @@ def plot_progress(history: Sequence[Record], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(generations, best, marker="o", label="best so far")
     ax.plot(generations, mean, marker=".", label="mean of new candidates")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("generation")
     ax.set_ylabel("fitness: top-1 on held-out training images (%)")
     ax.set_title(title)
