@@ -93,5 +93,9 @@ class Evaluator:
             recalibrate_bn(model, self.calib, self.device)
         return model.eval()
 
+    def metrics(self, arch: Arch) -> dict[str, float]:
+        """Top-1, top-5 and loss of `arch` on the fitness batches."""
+        return evaluate(self.model(arch), self.batches, device=self.device)
+
     def __call__(self, arch: Arch) -> float:
-        return evaluate(self.model(arch), self.batches, device=self.device)["top1"]
+        return self.metrics(arch)["top1"]
