@@ -195,6 +195,11 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
         if ema is not None and state.get("ema"):
             ema.load_state_dict(state["ema"])
         start_epoch, path_digest = state["epoch"] + 1, state.get("path_digest", "")
+        if env.main:  # drop lines of epochs after the checkpoint (a kill between the two writes)
+            metrics = out / "metrics.jsonl"
+            kept = [line for line in (metrics.read_text().splitlines() if metrics.is_file() else [])
+                    if json.loads(line)["epoch"] <= start_epoch]
+            atomic_write_text(metrics, "".join(line + "\n" for line in kept))
     elif env.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.jsonl").unlink(missing_ok=True)
@@ -259,11 +264,11 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
                      "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                      "path_digest": path_digest, "config": asdict(cfg), "run": run_config or {}, "metrics": last}
+            with open(out / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(last) + "\n")
             save_checkpoint(out / "last.pt", state)
             if cfg.save_every and (epoch + 1) % cfg.save_every == 0:
                 save_checkpoint(out / f"epoch{epoch + 1}.pt", state)
-            with open(out / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(last) + "\n")
             if writer is not None:
                 for key in ("train_loss", "lr", "images_per_s", "val_top1", "val_top5", "val_loss"):
                     writer.add_scalar(key, last[key], last["step"])

@@ -53,6 +53,8 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     for key, value in full["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
     assert full["path_digest"] == resumed["path_digest"]
+    assert [r["epoch"] for r in _metrics(tmp_path / "cut")] == [2]  # only what the resumed run did
+    assert _metrics(tmp_path / "cut")[0]["weight_digests"] == _metrics(tmp_path / "full")[1]["weight_digests"]
 
 
 def test_standalone_training_and_eval(tmp_path, capsys):
