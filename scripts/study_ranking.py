@@ -43,7 +43,8 @@ def spread_archs(space: SearchSpace, n: int, seed: int) -> list:
 
 
 def retrain(space, arch, train_set, val_set, args, out: Path, aug) -> float:
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_epochs=min(1, args.epochs / 2),
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.retrain_lr,
+                      warmup_epochs=min(1, args.epochs / 2),
                       seed=args.seed, augment=aug.to_dict(), workers=args.workers)
     torch.manual_seed(args.seed)
     last = fit(PSViT.from_spec(space.spec(arch)), space, train_set, val_set, cfg, out, arch=arch,
@@ -82,7 +83,9 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=20)
     parser.add_argument("--generations", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=2e-3, help="supernet learning rate")
+    parser.add_argument("--retrain-lr", type=float, default=1e-3,
+                        help="learning rate of the from-scratch retraining (2e-3 left deep paths untrained)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -168,7 +171,7 @@ def write_results(path: Path, s: dict, out: Path, space: SearchSpace) -> None:
         "",
         f"Data: `{a['data']}`; space `{space.name}`; supernet trained {a['supernet_epochs']} epochs by SPOS with "
         f"{a['holdout']} training images held out for the search; each architecture retrained from scratch for "
-        f"{a['epochs']} epochs (batch {a['batch_size']}, lr {a['lr']}).",
+        f"{a['epochs']} epochs (batch {a['batch_size']}, lr {a['retrain_lr']}).",
         "",
         "## Ranking: inherited weights against retraining",
         "",
