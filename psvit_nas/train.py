@@ -235,8 +235,9 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
             with torch.autocast(device_type=env.device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = forward(net, x, path if supernet else None)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=criterion_smoothing)
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {step} (epoch {epoch + 1}) on path "
+            loss_value = loss.item()  # the step's one host-device sync
+            if not math.isfinite(loss_value):
+                raise NonFiniteLoss(f"non-finite loss ({loss_value}) at step {step} (epoch {epoch + 1}) on path "
                                     f"{path}; last good checkpoint: {out / 'last.pt'}")
             optimizer.zero_grad(set_to_none=True)  # SPOS: off-path weights keep grad None, so AdamW skips them
             loss.backward()
@@ -246,9 +247,9 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
             scheduler.step()
             if ema is not None:
                 ema.update_parameters(model)
-            loss_sum += loss.item() * len(x)
+            loss_sum += loss_value * len(x)
             seen += len(x)
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
+            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
                             img_s=f"{seen * env.world / (time.perf_counter() - start):.0f}")
         elapsed = time.perf_counter() - start
         scored = ema.module if ema is not None else model
