@@ -99,6 +99,9 @@ def _train_config(args: argparse.Namespace, space: SearchSpace):
     if getattr(args, "flops_range", None):
         flops_range = tuple(parse_budget(v, field_name="--flops-range") for v in args.flops_range)
     aug = Augment.preset(args.augment, space.image_size)
+    for name in ("mixup", "cutmix", "label_smoothing", "random_erasing"):
+        if getattr(args, name) is not None:
+            setattr(aug, name, getattr(args, name))
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
                       weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                       clip_grad=args.clip_grad or None, ema=args.ema, amp=args.amp, seed=args.seed,
@@ -304,6 +307,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema", type=float, default=None, help="EMA decay of the weights, e.g. 0.9998 (default off)")
     p.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast (auto: on CUDA)")
     p.add_argument("--augment", default="auto", help="auto | none | light | deit (auto: by image size)")
+    p.add_argument("--mixup", type=float, help="mixup alpha (0: off), overriding the --augment preset")
+    p.add_argument("--cutmix", type=float, help="cutmix alpha (0: off), overriding the preset")
+    p.add_argument("--label-smoothing", type=float, help="overriding the preset")
+    p.add_argument("--random-erasing", type=float, help="probability, overriding the preset")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=0, help="also keep epochN.pt every N epochs")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")

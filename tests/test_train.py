@@ -143,3 +143,13 @@ def yaml_space_copy(tmp_path, width):
     path = tmp_path / "other.yaml"
     path.write_text(yaml.safe_dump(data))
     return str(path)
+
+
+def test_augmentation_flags_override_the_preset(tmp_path):
+    import yaml
+
+    assert main(["train-supernet", "--config", DIGITS, "--out", str(tmp_path), "--epochs", "1", "--augment", "deit",
+                 "--mixup", "0", "--label-smoothing", "0.2", "--batch-size", "256"]) == 0
+    augment = yaml.safe_load((tmp_path / "config.yaml").read_text())["train"]["augment"]
+    assert augment["mixup"] == 0 and augment["cutmix"] == 1.0 and augment["label_smoothing"] == 0.2
+    assert augment["randaugment"] is True
