@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .io import atomic_write, atomic_write_text
+from .io import atomic_write_text, pyplot, save_figure
 from .model import PSViT
 
 
@@ -77,11 +77,7 @@ def analyze(model: PSViT, images: Tensor, threshold: float = 0.8) -> dict[str, A
 
 def write_report(result: dict[str, Any], out: str | Path) -> None:
     """attention_similarity.json (NaN as null) and attention_similarity.png (heatmap + cross-head curve)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out = Path(out)
     clean = json.loads(json.dumps(result).replace("NaN", "null"))
     atomic_write_text(out / "attention_similarity.json", json.dumps(clean, indent=1))
@@ -103,5 +99,4 @@ def write_report(result: dict[str, Any], out: str | Path) -> None:
     bx.legend(fontsize=8)
     bx.grid(alpha=0.3)
     fig.tight_layout()
-    atomic_write(out / "attention_similarity.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    save_figure(fig, out / "attention_similarity.png")

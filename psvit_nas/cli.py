@@ -191,15 +191,13 @@ def _fitness_set(spec: ArchSpec, checkpoint: dict, args: argparse.Namespace):
 
 def _inherited_model(args: argparse.Namespace, spec: ArchSpec):
     """The spec's path of the supernet in args.supernet, BatchNorm recalibrated as in the search."""
-    from .search import Evaluator, load_supernet
+    from .search import inherited_model, load_supernet
 
     net, checkpoint = load_supernet(args.supernet)
     if net.space != spec.space:
         raise ConfigError(args.arch, "space", f"spec is from space {spec.space.name!r}, but the supernet in "
                           f"{args.supernet} was trained on {net.space.name!r}")
-    has_bn = any(choice == "reattn" for stage in spec.arch.stages for choice in stage)
-    calib = _fitness_set(spec, checkpoint, args).load(spec.space)[1] if has_bn else []
-    return Evaluator(net, [], calib).model(spec.arch)
+    return inherited_model(net, spec.arch, lambda: _fitness_set(spec, checkpoint, args).load(spec.space)[1])
 
 
 def _model(args: argparse.Namespace, spec: ArchSpec):

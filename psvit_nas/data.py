@@ -88,11 +88,9 @@ def eval_transform(space: SearchSpace) -> Callable:
 
 def batch_mixer(aug: Augment, num_classes: int) -> Callable | None:
     """Mixup / CutMix on whole batches (soft targets), or None."""
-    mixers = [m for m, alpha in ((v2.MixUp, aug.mixup), (v2.CutMix, aug.cutmix)) if alpha > 0]
-    if not mixers:
-        return None
-    alphas = [a for a in (aug.mixup, aug.cutmix) if a > 0]
-    return v2.RandomChoice([m(alpha=a, num_classes=num_classes) for m, a in zip(mixers, alphas)])
+    mixers = [mix(alpha=alpha, num_classes=num_classes)
+              for mix, alpha in ((v2.MixUp, aug.mixup), (v2.CutMix, aug.cutmix)) if alpha > 0]
+    return v2.RandomChoice(mixers) if mixers else None
 
 
 class ImageList(Dataset):

@@ -28,6 +28,7 @@ from scipy import stats
 from torch.utils.data import Subset
 
 from psvit_nas import Arch, PSViT, SearchSpace, Supernet, format_macs
+from psvit_nas.io import pyplot, save_figure
 from psvit_nas.data import Augment, batch_mixer, eval_transform, holdout_split, load_split, train_transform
 from psvit_nas.search import Evaluator, FitnessSet, SearchConfig, evolve
 from psvit_nas.train import TrainConfig, fit
@@ -53,11 +54,7 @@ def retrain(space, arch, train_set, val_set, args, out: Path, aug) -> float:
 
 
 def scatter(fitness, accuracy, macs, path: Path, tau: float, rho: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     points = ax.scatter(fitness, accuracy, c=[m / 1e6 for m in macs], cmap="viridis", s=40)
     fig.colorbar(points, ax=ax, label="MACs (M)")
@@ -66,8 +63,7 @@ def scatter(fitness, accuracy, macs, path: Path, tau: float, rho: float) -> None
     ax.set_title(f"supernet ranking vs retrained ranking\nKendall tau {tau:.2f}, Spearman rho {rho:.2f}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -79,6 +79,14 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
+def inherited_model(supernet: Supernet, arch: Arch, calib: Callable[[], Batches], device: str = "cpu") -> PSViT:
+    """`arch` with its inherited weights; BatchNorm, where the path has it, recalibrated on `calib()`."""
+    model = supernet.export(arch).to(device)
+    if has_batchnorm(model):
+        recalibrate_bn(model, calib(), device)
+    return model.eval()
+
+
 class Evaluator:
     """Scores archs of one supernet on fixed batches. The supernet itself is never modified."""
 
@@ -87,11 +95,8 @@ class Evaluator:
         self.batches, self.calib, self.device = batches, calib, device
 
     def model(self, arch: Arch) -> PSViT:
-        """The standalone model of `arch` as scored: inherited weights, BatchNorm recalibrated if present."""
-        model = self.supernet.export(arch).to(self.device)
-        if has_batchnorm(model):
-            recalibrate_bn(model, self.calib, self.device)
-        return model.eval()
+        """The standalone model of `arch` as scored."""
+        return inherited_model(self.supernet, arch, lambda: self.calib, self.device)
 
     def metrics(self, arch: Arch) -> dict[str, float]:
         """Top-1, top-5 and loss of `arch` on the fitness batches."""

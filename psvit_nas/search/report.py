@@ -4,26 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..io import atomic_write
+from ..io import pyplot, save_figure
 from ..space import format_macs
 from .evolution import Record
 
 
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
-    plt.close(fig)
-
-
 def plot_progress(history: Sequence[Record], path: Path, title: str) -> None:
     """Best-so-far and mean fitness per generation."""
-    import matplotlib
+    from matplotlib.ticker import MaxNLocator
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
+    plt = pyplot()
     generations = sorted({r.generation for r in history})
     mean = [sum(r.fitness for r in history if r.generation == g) /
             max(1, sum(1 for r in history if r.generation == g)) for g in generations]
@@ -34,23 +24,19 @@ def plot_progress(history: Sequence[Record], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(generations, best, marker="o", label="best so far")
     ax.plot(generations, mean, marker=".", label="mean of new candidates")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("generation")
     ax.set_ylabel("fitness: top-1 on held-out training images (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_pareto(history: Sequence[Record], front: Sequence[Record], path: Path, title: str,
                 budget: float | None = None) -> None:
     """Accuracy against MACs of everything evaluated, the Pareto front highlighted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter([r.macs / 1e6 for r in history], [r.fitness for r in history], s=12, alpha=0.5,
                label="evaluated")
@@ -62,7 +48,7 @@ def plot_pareto(history: Sequence[Record], front: Sequence[Record], path: Path, 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def summary(history: Sequence[Record], front: Sequence[Record], best: Record, top: int = 5) -> str:
