@@ -91,6 +91,20 @@ def cmd_flops(args: argparse.Namespace) -> None:
     print(f"{'total':<8}{format_macs(cost.macs):>12}{_params(cost.params):>12}")
 
 
+def _cache(args: argparse.Namespace):
+    """The decoded-image cache settings of a command's data arguments."""
+    from .data import CacheConfig
+
+    limit = parse_budget(args.cache_limit, field_name="--cache-limit")
+    return CacheConfig(args.cache, args.cache_dir, limit, _workers(args))
+
+
+def _workers(args: argparse.Namespace) -> int:
+    from .data import default_workers
+
+    return default_workers() if args.workers is None else args.workers
+
+
 def _train_config(args: argparse.Namespace, space: SearchSpace):
     from .data import Augment
     from .train import TrainConfig
@@ -102,23 +116,29 @@ def _train_config(args: argparse.Namespace, space: SearchSpace):
     for name in ("mixup", "cutmix", "label_smoothing", "random_erasing"):
         if getattr(args, name) is not None:
             setattr(aug, name, getattr(args, name))
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
-                      weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-                      clip_grad=args.clip_grad or None, ema=args.ema, amp=args.amp, seed=args.seed,
-                      workers=args.workers, save_every=args.save_every, val_archs=getattr(args, "val_archs", 1),
-                      flops_range=flops_range, augment=aug.to_dict())
-    return cfg, aug
+    if args.checkpoint_every_steps < 0:
+        raise ConfigError(None, "--checkpoint-every-steps", f"expected 0 (off) or a positive step count, got "
+                          f"{args.checkpoint_every_steps}")
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
+                       weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+                       clip_grad=args.clip_grad or None, ema=args.ema, amp=args.amp, seed=args.seed,
+                       workers=_workers(args), save_every=args.save_every,
+                       checkpoint_every_steps=args.checkpoint_every_steps, compile=args.compile,
+                       val_archs=getattr(args, "val_archs", 1), flops_range=flops_range, augment=aug.to_dict())
 
 
 def _fit(args: argparse.Namespace, model, space: SearchSpace, arch: Arch | None, holdout: int | None) -> None:
     """Train with the shared loop; `holdout` training images are kept out for the search (None: 10 %, <= 10k)."""
     import torch
 
-    from .data import batch_mixer, eval_transform, holdout_split, load_split, num_classes, train_transform
+    from .data import holdout_split, load_images, num_classes
+    from .train import Dist, fit
 
-    cfg, aug = _train_config(args, space)
-    train_set = load_split(args.data, "train", space, train_transform(space, aug), args.data_dir)
-    val_set = load_split(args.data, "val", space, eval_transform(space), args.data_dir)
+    cfg = _train_config(args, space)
+    Dist.from_env()  # join the process group first: rank 0 builds the image cache, the others wait
+    cache = _cache(args)
+    train_set = load_images(args.data, "train", space, args.data_dir, cache)
+    val_set = load_images(args.data, "val", space, args.data_dir, cache)
     if holdout is None:
         holdout = min(len(train_set) // 10, 10_000)
     keep, held = holdout_split(len(train_set), holdout)
@@ -127,11 +147,8 @@ def _fit(args: argparse.Namespace, model, space: SearchSpace, arch: Arch | None,
     run_config = {"command": " ".join(sys.argv), "data": args.data, "data_dir": args.data_dir,
                   "num_classes": num_classes(val_set), "search_holdout": holdout,
                   "train_images": len(train_set), "val_images": len(val_set)}
-    from .train import fit
-
     torch.manual_seed(args.seed)
-    fit(model, space, train_set, val_set, cfg, args.out, arch=arch, resume=args.resume,
-        mixer=batch_mixer(aug, space.num_classes), run_config=run_config)
+    fit(model, space, train_set, val_set, cfg, args.out, arch=arch, resume=args.resume, run_config=run_config)
 
 
 @command("train-supernet")
@@ -197,7 +214,8 @@ def _inherited_model(args: argparse.Namespace, spec: ArchSpec):
     if net.space != spec.space:
         raise ConfigError(args.arch, "space", f"spec is from space {spec.space.name!r}, but the supernet in "
                           f"{args.supernet} was trained on {net.space.name!r}")
-    return inherited_model(net, spec.arch, lambda: _fitness_set(spec, checkpoint, args).load(spec.space)[1])
+    return inherited_model(net, spec.arch,
+                           lambda: _fitness_set(spec, checkpoint, args).load(spec.space, _cache(args))[1])
 
 
 def _model(args: argparse.Namespace, spec: ArchSpec):
@@ -209,9 +227,7 @@ def _model(args: argparse.Namespace, spec: ArchSpec):
 
 @command("eval")
 def cmd_eval(args: argparse.Namespace) -> None:
-    from torch.utils.data import DataLoader
-
-    from .data import eval_transform, load_split
+    from .data import EvalBatches, load_images
     from .evaluate import evaluate
     from .search import FitnessSet
 
@@ -221,11 +237,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
         if "fitness_set" not in spec.metrics:
             raise ConfigError(args.arch, "fitness_set", "this spec records no search images; use a best.yaml "
                               "written by evolve, or --split val")
-        batches = FitnessSet(**spec.metrics["fitness_set"]).load(spec.space)[0]
+        batches = FitnessSet(**spec.metrics["fitness_set"]).load(spec.space, _cache(args))[0]
         where = "held-out training (search) images"
     else:
-        val_set = load_split(args.data, "val", spec.space, eval_transform(spec.space), args.data_dir)
-        batches = DataLoader(val_set, batch_size=args.batch_size, num_workers=args.workers)
+        val_set = load_images(args.data, "val", spec.space, args.data_dir, _cache(args))
+        batches = EvalBatches(val_set, spec.space.image_size, args.batch_size, workers=_workers(args))
         where = f"{args.data} validation images"
     result = evaluate(model, batches)
     if args.json:
@@ -248,7 +264,7 @@ def cmd_evolve(args: argparse.Namespace) -> None:
     fitness = fitness_set_for(checkpoint, args.supernet, args.data, args.data_dir, args.search_val_size,
                               args.bn_batches)
     evolve(args.supernet, cfg, fitness, args.out, backend=args.backend, ray_address=args.ray_address,
-           workers=args.ray_workers, resume=args.resume)
+           workers=args.ray_workers, resume=args.resume, cache=_cache(args))
 
 
 @command("export")
@@ -270,12 +286,13 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     import torch
 
     from .analysis import analyze, write_report
-    from .data import eval_transform, load_split
+    from .data import EvalBatches, load_images
 
     spec = ArchSpec.from_yaml(args.arch)
     model = _model(args, spec)
-    val_set = load_split(args.data, "val", spec.space, eval_transform(spec.space), args.data_dir)
-    images = torch.stack([val_set[i][0] for i in range(min(args.images, len(val_set)))])
+    val_set = load_images(args.data, "val", spec.space, args.data_dir, _cache(args))
+    first = torch.utils.data.Subset(val_set, range(min(args.images, len(val_set))))
+    images = torch.cat([x for x, _ in EvalBatches(first, spec.space.image_size)])
     result = analyze(model, images, args.threshold)
     write_report(result, args.out)
     share = result["adjacent_share_above"]
@@ -285,11 +302,22 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     print(f"wrote {Path(args.out) / 'attention_similarity.png'} and attention_similarity.json")
 
 
+def _add_cache_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None, help="data-loading processes for streamed data and "
+                   "cache building (default: the CPUs per process, at most 8)")
+    p.add_argument("--cache", choices=["auto", "on", "off"], default="auto", help="decoded-image cache (auto: "
+                   "for splits under --cache-limit; off: decode every epoch)")
+    p.add_argument("--cache-dir", default=None, help="where decoded images are cached (default: "
+                   "$PSVIT_NAS_CACHE_DIR or ~/.cache/psvit-nas)")
+    p.add_argument("--cache-limit", default="16G", help="largest decoded split cached under --cache auto, in "
+                   "bytes (e.g. 16G)")
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="digits", help="digits | cifar10 | cifar100 | a Tiny-ImageNet or "
                    "ImageFolder root (default: digits)")
     p.add_argument("--data-dir", default="data", help="where cifar10/cifar100 live or are downloaded")
-    p.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    _add_cache_args(p)
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -311,6 +339,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-erasing", type=float, help="probability, overriding the preset")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=0, help="also keep epochN.pt every N epochs")
+    p.add_argument("--checkpoint-every-steps", type=int, default=0, help="also write last.pt every N steps "
+                   "inside an epoch; --resume continues from that step (default 0: at epoch ends only)")
+    p.add_argument("--compile", action="store_true", help="torch.compile each cell (regional: a new path "
+                   "reuses compiled cells)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
 
 
@@ -377,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", default=None, help="Ray cluster address, e.g. auto (default: start locally)")
     p.add_argument("--ray-workers", type=int, default=None, help="Ray actors (default: GPUs, else CPUs)")
     p.add_argument("--resume", action="store_true", help="continue the search saved in OUT")
+    _add_cache_args(p)
 
     p = sub.add_parser("analyze", help="attention-map similarity between layers and heads (DeepViT's metric)")
     p.add_argument("--arch", required=True, help="architecture spec YAML")
@@ -395,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="dataset for BatchNorm recalibration (default: the supernet's)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--bn-batches", type=int, default=10)
+    _add_cache_args(p)
     return parser
 
 

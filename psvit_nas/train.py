@@ -2,8 +2,11 @@
 
 AdamW, warmup + cosine schedule per step, gradient clipping, optional EMA, bf16 autocast
 on CUDA, DDP under torchrun (every rank samples the same path: the path of step t is a
-pure function of (seed, t)). Checkpoints are written atomically at every epoch end;
-every source of randomness is re-seeded from (seed, epoch), so `resume` continues exactly.
+pure function of (seed, t)). Batches come decoded (cached or streamed) and are augmented
+on the device, seeded per step (`data.TrainLoader`). Checkpoints are written atomically
+at every epoch end and, with `checkpoint_every_steps`, inside epochs; since data order,
+paths and augmentation are functions of (seed, step), `resume` continues exactly from any
+checkpointed step.
 """
 from __future__ import annotations
 
@@ -24,10 +27,11 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 
 from .errors import ConfigError
+from .data import Augment, BatchAugment, EvalBatches, TrainLoader, per_image_transform
 from .evaluate import evaluate, forward
 from .io import atomic_write, atomic_write_text
 from .space import Arch, SearchSpace, format_macs
@@ -51,6 +55,8 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0
     save_every: int = 0
+    checkpoint_every_steps: int = 0
+    compile: bool = False
     val_archs: int = 3
     flops_range: tuple[float, float] | None = None
     augment: dict[str, Any] = field(default_factory=dict)
@@ -155,12 +161,23 @@ def _weights_digest(model: nn.Module) -> str:
     return _digest("".join(f"{p.detach().double().sum().item():.10e}" for p in model.parameters()))
 
 
+def compile_cells(model: nn.Module) -> None:
+    """Regional `torch.compile`: each cell module (and the stem) compiled on its own, so that a new
+    supernet path reuses the cells compiled for earlier paths instead of recompiling the network."""
+    model.stem.compile(dynamic=False)
+    for stage in model.stages:
+        for cell in stage:
+            for module in (cell.values() if isinstance(cell, nn.ModuleDict) else [cell]):
+                module.compile(dynamic=False)
+
+
 def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Dataset, cfg: TrainConfig,
-        out: str | Path, arch: Arch | None = None, resume: bool = False, mixer=None,
+        out: str | Path, arch: Arch | None = None, resume: bool = False,
         run_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train `model` (a Supernet when `arch` is None, else a PSViT of `arch`) and checkpoint into `out`.
 
-    Returns the last epoch's metrics.
+    `train_set` and `val_set` hold decoded uint8 images (`data.load_images`). Returns the last
+    epoch's metrics.
     """
     out = Path(out)
     env = Dist.from_env()
@@ -169,9 +186,14 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
     if sampler_fn:
         sampler_fn(0)  # fail fast when no path fits the range
     model.to(env.device)
+    if cfg.compile:
+        compile_cells(model)
     net = DistributedDataParallel(model, find_unused_parameters=supernet) if env.world > 1 else model
     amp = cfg.amp == "on" or (cfg.amp == "auto" and env.device.type == "cuda")
-    steps_per_epoch = len(train_set) // (cfg.batch_size * env.world)
+    aug = Augment(**cfg.augment)
+    loader = TrainLoader(train_set, cfg.batch_size, BatchAugment(aug, space, cfg.seed), env.device, cfg.seed,
+                         env.rank, env.world, per_image_transform(aug, space), cfg.workers)
+    steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise ConfigError(None, "--batch-size", f"{cfg.batch_size} x {env.world} ranks is larger than the "
                           f"{len(train_set)} training images")
@@ -183,22 +205,28 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema \
         else None
     kind = "supernet" if supernet else "model"
-    start_epoch, path_digest, last = 0, "", {}
+    done, path_digest, last, running = 0, "", {}, (0.0, 0, 0.0)
     if resume:
         state = load_checkpoint(out / "last.pt", space)
         if state.get("kind") != kind or state.get("arch") != (str(arch) if arch else None):
             raise ConfigError(str(out / "last.pt"), "kind", f"checkpoint holds a {state.get('kind')}, "
                               f"not this {kind}")
+        if state.get("steps_per_epoch", steps_per_epoch) != steps_per_epoch:
+            raise ConfigError(str(out / "last.pt"), "steps_per_epoch", f"checkpoint has "
+                              f"{state['steps_per_epoch']} steps per epoch, this run {steps_per_epoch}; resume "
+                              "with the same data, batch size and number of processes")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if ema is not None and state.get("ema"):
             ema.load_state_dict(state["ema"])
-        start_epoch, path_digest = state["epoch"] + 1, state.get("path_digest", "")
+        done, path_digest = state["step"], state.get("path_digest", "")
+        running = tuple(state.get("running", running))
+        last = state.get("metrics", {})
         if env.main:  # drop lines of epochs after the checkpoint (a kill between the two writes)
             metrics = out / "metrics.jsonl"
             kept = [line for line in (metrics.read_text().splitlines() if metrics.is_file() else [])
-                    if json.loads(line)["epoch"] <= start_epoch]
+                    if json.loads(line)["epoch"] <= done // steps_per_epoch]
             atomic_write_text(metrics, "".join(line + "\n" for line in kept))
     elif env.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -210,28 +238,30 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
     writer = _tensorboard(out) if env.main else None
     val_archs = [PathSampler(space, cfg.seed + 7919, cfg.flops_range)(i) for i in range(cfg.val_archs)] \
         if supernet else [None]
+    val_batches = EvalBatches(Subset(val_set, range(env.rank, len(val_set), env.world)), space.image_size,
+                              cfg.batch_size * 2, env.device, cfg.workers)
     criterion_smoothing = cfg.augment.get("label_smoothing", 0.0)
-    for epoch in range(start_epoch, cfg.epochs):
-        epoch_seed = cfg.seed * 100_003 + epoch
-        torch.manual_seed(epoch_seed)
-        sampler = DistributedSampler(train_set, num_replicas=env.world, rank=env.rank, shuffle=True,
-                                     seed=cfg.seed, drop_last=True)
-        sampler.set_epoch(epoch)
-        loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
-                            num_workers=cfg.workers, pin_memory=env.device.type == "cuda",
-                            generator=torch.Generator().manual_seed(epoch_seed))
+
+    def state_dict(step: int, running: tuple[float, int, float], metrics: dict[str, Any]) -> dict[str, Any]:
+        return {"kind": kind, "space": space.to_dict(), "arch": str(arch) if arch else None, "step": step,
+                "epoch": step // steps_per_epoch - 1, "steps_per_epoch": steps_per_epoch, "running": running,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None, "path_digest": path_digest,
+                "config": asdict(cfg), "run": run_config or {}, "metrics": metrics}
+
+    for epoch in range(done // steps_per_epoch, cfg.epochs):
+        first = max(0, done - epoch * steps_per_epoch)  # inside the epoch a checkpoint was written in
+        loss_sum, seen, elapsed = running if first else (0.0, 0, 0.0)
         model.train()
-        loss_sum, seen, start = 0.0, 0, time.perf_counter()
-        bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+        start = time.perf_counter() - elapsed
+        bar = tqdm(loader.epoch(epoch, first), total=steps_per_epoch, initial=first,
+                   desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not (env.main and sys.stderr.isatty()), dynamic_ncols=True)
-        for i, (x, y) in enumerate(bar):
+        for i, (x, y) in enumerate(bar, first):
             step = epoch * steps_per_epoch + i
             path = sampler_fn(step) if sampler_fn else arch
             if supernet:
                 path_digest = _digest(str(path), path_digest)
-            x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
-            if mixer is not None:
-                x, y = mixer(x, y)
             with torch.autocast(device_type=env.device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = forward(net, x, path if supernet else None)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=criterion_smoothing)
@@ -251,9 +281,13 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
             seen += len(x)
             bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
                             img_s=f"{seen * env.world / (time.perf_counter() - start):.0f}")
+            every = cfg.checkpoint_every_steps
+            if every and (step + 1) % every == 0 and i + 1 < steps_per_epoch and env.main:
+                save_checkpoint(out / "last.pt", state_dict(step + 1, (loss_sum, seen, time.perf_counter() - start),
+                                                            last))
         elapsed = time.perf_counter() - start
         scored = ema.module if ema is not None else model
-        val = _validate(scored, val_set, val_archs, cfg, env, amp)
+        val = _validate(scored, val_batches, val_archs, env, amp)
         last = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "train_loss": loss_sum / seen,
                 "lr": scheduler.get_last_lr()[0], "images_per_s": seen * env.world / elapsed, **val}
         gathered = env.gather((path_digest, _weights_digest(model)))
@@ -261,10 +295,7 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
             last["path_digests"] = [g[0] for g in gathered]
         last["weight_digests"] = [g[1] for g in gathered]
         if env.main:
-            state = {"kind": kind, "space": space.to_dict(), "arch": str(arch) if arch else None, "epoch": epoch,
-                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                     "path_digest": path_digest, "config": asdict(cfg), "run": run_config or {}, "metrics": last}
+            state = state_dict(last["step"], (0.0, 0, 0.0), last)
             with open(out / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(last) + "\n")
             save_checkpoint(out / "last.pt", state)
@@ -281,14 +312,12 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
     return last
 
 
-def _validate(model: nn.Module, val_set: Dataset, archs: list[Arch | None], cfg: TrainConfig, env: Dist,
+def _validate(model: nn.Module, batches: EvalBatches, archs: list[Arch | None], env: Dist,
               amp: bool) -> dict[str, float]:
     """Validation metrics, averaged over the fixed validation paths; sharded over ranks without padding."""
-    shard = torch.utils.data.Subset(val_set, range(env.rank, len(val_set), env.world))
-    loader = DataLoader(shard, batch_size=cfg.batch_size * 2, num_workers=cfg.workers)
     totals = torch.zeros(4, dtype=torch.float64)
     for arch in archs:
-        m = evaluate(model, loader, arch, env.device, amp)
+        m = evaluate(model, batches, arch, env.device, amp)
         totals += torch.tensor([m["top1"] * m["images"], m["top5"] * m["images"], m["loss"] * m["images"],
                                 m["images"]], dtype=torch.float64)
     if env.world > 1:

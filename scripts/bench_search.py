@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--ray-workers", type=int, default=2)
     args = parser.parse_args()
     space = SearchSpace.from_yaml(SPACES / ("digits.yaml" if args.data == "digits" else "tiny_imagenet.yaml"))
-    load_split(args.data, "val", space, None)  # fail early on a bad --data
+    load_split(args.data, "val", space)  # fail early on a bad --data
     work = Path(tempfile.mkdtemp(prefix="psvit-bench-search-"))
     torch.manual_seed(0)
     checkpoint = work / "supernet.pt"

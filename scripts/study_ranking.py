@@ -29,7 +29,7 @@ from torch.utils.data import Subset
 
 from psvit_nas import Arch, PSViT, SearchSpace, Supernet, format_macs
 from psvit_nas.io import pyplot, save_figure
-from psvit_nas.data import Augment, batch_mixer, eval_transform, holdout_split, load_split, train_transform
+from psvit_nas.data import Augment, holdout_split, load_images
 from psvit_nas.search import Evaluator, FitnessSet, SearchConfig, evolve
 from psvit_nas.train import TrainConfig, fit
 
@@ -48,8 +48,7 @@ def retrain(space, arch, train_set, val_set, args, out: Path, aug) -> float:
                       warmup_epochs=min(1, args.epochs / 2),
                       seed=args.seed, augment=aug.to_dict(), workers=args.workers)
     torch.manual_seed(args.seed)
-    last = fit(PSViT.from_spec(space.spec(arch)), space, train_set, val_set, cfg, out, arch=arch,
-               mixer=batch_mixer(aug, space.num_classes))
+    last = fit(PSViT.from_spec(space.spec(arch)), space, train_set, val_set, cfg, out, arch=arch)
     return last["val_top1"]
 
 
@@ -91,8 +90,8 @@ def main() -> None:
     out = Path(args.out)
     space = SearchSpace.from_yaml(args.config)
     aug = Augment.preset("auto", space.image_size)
-    train_full = load_split(args.data, "train", space, train_transform(space, aug))
-    val_set = load_split(args.data, "val", space, eval_transform(space))
+    train_full = load_images(args.data, "train", space)
+    val_set = load_images(args.data, "val", space)
     keep, _ = holdout_split(len(train_full), args.holdout)
     train_set = Subset(train_full, keep)
 
@@ -101,7 +100,7 @@ def main() -> None:
     sn_cfg = TrainConfig(epochs=args.supernet_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          augment=aug.to_dict(), workers=args.workers, val_archs=2)
     net = Supernet(space)
-    fit(net, space, train_set, val_set, sn_cfg, out / "supernet", mixer=batch_mixer(aug, space.num_classes),
+    fit(net, space, train_set, val_set, sn_cfg, out / "supernet",
         run_config={"data": args.data, "data_dir": "data", "search_holdout": args.holdout})
     fitness_set = FitnessSet(args.data, "data", args.holdout, args.holdout, 10, 128)
     batches, calib = fitness_set.load(space)

@@ -10,6 +10,12 @@ SPACES = ROOT / "search_spaces"
 SPACE_FILES = sorted(p for p in SPACES.glob("*.yaml") if p.stem != "deit_tiny")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _image_cache(tmp_path_factory):
+    """One decoded-image cache for the session (and its subprocesses), never the user's."""
+    os.environ["PSVIT_NAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("image-cache"))
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

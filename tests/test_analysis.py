@@ -16,7 +16,7 @@ ARCH = Arch((("share", "layer", "reattn", "lsla", "identity", "layer"),
 
 
 def _images(n=8):
-    val = load_split("digits", "val", SPACE, None)
+    val = load_split("digits", "val", SPACE, transform=lambda img: img)
     # digits upscaled to the space's 64x64 RGB: real images, always available offline
     x = torch.stack([val[i][0] for i in range(n)]).float().div(255)
     return torch.nn.functional.interpolate(x, size=64).repeat(1, 3, 1, 1)

@@ -8,7 +8,7 @@ from PIL import Image
 from conftest import SPACES
 from psvit_nas import ConfigError, SearchSpace
 from psvit_nas.cli import main
-from psvit_nas.data import Augment, batch_mixer, eval_transform, holdout_split, load_split, train_transform
+from psvit_nas.data import Augment, batch_mixer, holdout_split, load_split
 
 TINY = SearchSpace.from_yaml(SPACES / "tiny_imagenet.yaml")
 
@@ -25,15 +25,15 @@ def _write_cifar10(root, n=20):
 
 def test_cifar10_format_loads(tmp_path):
     _write_cifar10(tmp_path)
-    train = load_split("cifar10", "train", TINY, train_transform(TINY, Augment.preset("auto", 64)), tmp_path)
-    val = load_split("cifar10", "val", TINY, eval_transform(TINY), tmp_path)
+    train = load_split("cifar10", "train", TINY, tmp_path)
+    val = load_split("cifar10", "val", TINY, tmp_path)
     assert len(train) == 100 and len(val) == 20
     x, y = train[0]
-    assert x.shape == (3, 64, 64) and x.dtype == torch.float32 and 0 <= y < 10
+    assert x.shape == (3, 64, 64) and x.dtype == torch.uint8 and 0 <= y < 10
 
 
 def test_tiny_imagenet_layout_loads(tiny_imagenet_dir):
-    val = load_split(str(tiny_imagenet_dir), "val", TINY, eval_transform(TINY))
+    val = load_split(str(tiny_imagenet_dir), "val", TINY)
     assert len(val) == 500
     labels = [val[i][1] for i in range(0, 500, 25)]
     assert set(labels) <= set(range(10)) and len(set(labels)) > 3
@@ -53,16 +53,16 @@ def _image_folder(root, corrupt=False):
 
 def test_image_folder_loads(tmp_path):
     _image_folder(tmp_path)
-    train = load_split(str(tmp_path), "train", TINY, train_transform(TINY, Augment.preset("deit", 64)))
+    train = load_split(str(tmp_path), "train", TINY)
     assert len(train) == 6 and train.classes == ["cat", "dog"] and train[5][1] == 1
     assert train[0][0].shape == (3, 64, 64)
 
 
 def test_digits_loads_and_mixup_makes_soft_targets():
     space = SearchSpace.from_yaml(SPACES / "digits.yaml")
-    train = load_split("digits", "train", space, eval_transform(space))
+    train = load_split("digits", "train", space)
     assert len(train) == 1500 and train[0][0].shape == (1, 8, 8)
-    x = torch.stack([train[i][0] for i in range(8)])
+    x = torch.stack([train[i][0] for i in range(8)]).float()
     y = torch.tensor([train[i][1] for i in range(8)])
     _, soft = batch_mixer(Augment.preset("deit", 224), 10)(x, y)
     assert soft.shape == (8, 10) and torch.allclose(soft.sum(1), torch.ones(8))
@@ -92,4 +92,4 @@ def test_bad_data_inputs(tmp_path, capsys):
         assert code == 2 and "1.png" in err and "cannot read image" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "last.pt").exists()
     with pytest.raises(ConfigError, match="cifar10"):
-        load_split("cifar10", "train", TINY, None, tmp_path / "nowhere-offline")
+        load_split("cifar10", "train", TINY, tmp_path / "nowhere-offline")

@@ -11,7 +11,8 @@ from torch.utils.data import Subset
 from conftest import ROOT, SPACES
 from psvit_nas import SearchSpace, Supernet
 from psvit_nas.cli import main
-from psvit_nas.data import Augment, eval_transform, load_split, train_transform
+import psvit_nas.train
+from psvit_nas.data import Augment, load_images
 from psvit_nas.train import NonFiniteLoss, TrainConfig, fit, load_checkpoint
 
 DIGITS = str(SPACES / "digits.yaml")
@@ -24,8 +25,8 @@ def _metrics(run):
 def test_supernet_training_on_real_images_learns(tiny_imagenet_dir, tmp_path):
     space = SearchSpace.from_yaml(SPACES / "tiny_imagenet.yaml")
     aug = Augment.preset("auto", space.image_size)
-    train = load_split(str(tiny_imagenet_dir), "train", space, train_transform(space, aug))
-    val = load_split(str(tiny_imagenet_dir), "val", space, eval_transform(space))
+    train = load_images(str(tiny_imagenet_dir), "train", space)
+    val = load_images(str(tiny_imagenet_dir), "val", space)
     assert len(train) == 5000 and len(val) == 500
     train = Subset(train, torch.randperm(5000, generator=torch.Generator().manual_seed(0))[:2000].tolist())
     cfg = TrainConfig(epochs=3, batch_size=32, lr=2e-3, warmup_epochs=0.5, val_archs=2,
@@ -55,6 +56,34 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert full["path_digest"] == resumed["path_digest"]
     assert [r["epoch"] for r in _metrics(tmp_path / "cut")] == [2]  # only what the resumed run did
     assert _metrics(tmp_path / "cut")[0]["weight_digests"] == _metrics(tmp_path / "full")[1]["weight_digests"]
+
+
+def test_resume_inside_an_epoch_matches_uninterrupted_run(tmp_path, monkeypatch):
+    """DESIGN.md invariant 7: a checkpoint written mid-epoch resumes to the same weights."""
+    saved = psvit_nas.train.save_checkpoint
+    kept = {}
+
+    def keep_mid_epoch(path, state):
+        saved(path, state)
+        if state["step"] == 14:  # 10 steps per epoch: step 4 of the second epoch
+            kept["path"] = path.parent / "step14.pt"
+            saved(kept["path"], state)
+    monkeypatch.setattr(psvit_nas.train, "save_checkpoint", keep_mid_epoch)
+    extra = ("--checkpoint-every-steps", "7", "--augment", "deit", "--workers", "0")
+    assert _train_digits(tmp_path / "full", *extra) == 0
+    (tmp_path / "cut").mkdir()
+    shutil.copy(kept["path"], tmp_path / "cut" / "last.pt")
+    shutil.copy(tmp_path / "full" / "metrics.jsonl", tmp_path / "cut" / "metrics.jsonl")
+    assert _train_digits(tmp_path / "cut", *extra, "--resume") == 0
+    full, resumed = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert full["step"] == resumed["step"] == 20
+    for key, value in full["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert full["path_digest"] == resumed["path_digest"]
+    rows_full, rows_cut = _metrics(tmp_path / "full"), _metrics(tmp_path / "cut")
+    assert [r["epoch"] for r in rows_cut] == [1, 2]  # the first epoch's line kept, the second written once
+    assert rows_cut[1]["train_loss"] == pytest.approx(rows_full[1]["train_loss"], rel=1e-12)
+    assert rows_cut[1]["weight_digests"] == rows_full[1]["weight_digests"]
 
 
 def test_standalone_training_and_eval(tmp_path, capsys):
@@ -87,28 +116,19 @@ def test_ddp_two_cpu_ranks_share_paths_and_weights(tmp_path):
     assert "world_size: 2" in config
 
 
-class _Poisoned(torch.utils.data.Dataset):
-    def __init__(self, base):
-        self.base = base
-
-    def __len__(self):
-        return len(self.base)
-
-    def __getitem__(self, i):
-        x, y = self.base[i]
-        return x * float("nan"), y
-
-
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     space = SearchSpace.from_yaml(DIGITS)
-    train = load_split("digits", "train", space, eval_transform(space))
-    val = load_split("digits", "val", space, eval_transform(space))
-    cfg = TrainConfig(epochs=2, batch_size=256, val_archs=1)
+    train = load_images("digits", "train", space)
+    val = load_images("digits", "val", space)
     net = Supernet(space)
     fit(net, space, train, val, TrainConfig(epochs=1, batch_size=256, val_archs=1), tmp_path)
+    state = load_checkpoint(tmp_path / "last.pt")
+    state["optimizer"]["state"][0]["exp_avg_sq"].fill_(float("nan"))  # the next update turns weights into NaN
+    torch.save(state, tmp_path / "last.pt")
     good = (tmp_path / "last.pt").read_bytes()
+    cfg = TrainConfig(epochs=2, batch_size=256, val_archs=1)
     with pytest.raises(NonFiniteLoss, match=r"step \d+ .*path"):
-        fit(Supernet(space), space, _Poisoned(train), val, cfg, tmp_path, resume=True)
+        fit(Supernet(space), space, train, val, cfg, tmp_path, resume=True)
     assert (tmp_path / "last.pt").read_bytes() == good
 
 

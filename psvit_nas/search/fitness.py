@@ -13,17 +13,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch import Tensor
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 
-from ..data import eval_transform, holdout_split, load_split
+from ..data import CacheConfig, EvalBatches, holdout_split, load_images
 from ..errors import ConfigError
 from ..evaluate import evaluate, has_batchnorm, recalibrate_bn
 from ..model import PSViT
 from ..space import Arch, SearchSpace
 from ..supernet import Supernet
 
-Batches = list[tuple[Tensor, Tensor]]
+Batches = EvalBatches
 
 
 @dataclass(frozen=True)
@@ -40,18 +39,16 @@ class FitnessSet:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def load(self, space: SearchSpace) -> tuple[Batches, Batches]:
-        """(fitness batches from the held-out images, BatchNorm calibration batches from the rest)."""
-        train = load_split(self.data, "train", space, eval_transform(space), self.data_dir)
+    def load(self, space: SearchSpace, cache: CacheConfig | None = None) -> tuple[Batches, Batches]:
+        """(fitness batches from the held-out images, BatchNorm calibration batches from the rest), kept in
+        memory as uint8 and read through the decoded-image cache."""
+        cache = cache or CacheConfig()
+        train = load_images(self.data, "train", space, self.data_dir, cache)
         keep, held = holdout_split(len(train), self.holdout)
         order = torch.randperm(len(keep), generator=torch.Generator().manual_seed(1)).tolist()
         calib = [keep[i] for i in order[: self.bn_batches * self.batch_size]]
-        return _batches(Subset(train, held[: self.size]), self.batch_size), _batches(Subset(train, calib),
-                                                                                      self.batch_size)
-
-
-def _batches(dataset, batch_size: int) -> Batches:
-    return [(x, y) for x, y in DataLoader(dataset, batch_size=batch_size)]
+        return tuple(EvalBatches(Subset(train, part), space.image_size, self.batch_size, workers=cache.workers,
+                                 keep=True) for part in (held[: self.size], calib))
 
 
 def fitness_set_for(checkpoint: dict[str, Any], source: str, data: str | None, data_dir: str | None,

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import yaml
 from tqdm import tqdm
 
+from ..data import CacheConfig
 from ..errors import ConfigError
 from ..io import atomic_write_text
 from ..space import Arch, format_macs
@@ -38,13 +39,13 @@ def load_supernet(path: str | Path) -> tuple[Supernet, dict]:
 
 def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str | Path, backend: str = "local",
            ray_address: str | None = None, workers: int | None = None, resume: bool = False,
-           on_generation: Callable[[int], None] | None = None) -> Search:
+           on_generation: Callable[[int], None] | None = None, cache: CacheConfig | None = None) -> Search:
     """Search the supernet in `supernet_path` under `cfg`'s budget; write best.yaml, history and plots to `out`."""
     out = Path(out)
     net, _ = load_supernet(supernet_path)
     space = net.space
     space.check_budget(cfg.max_macs, cfg.min_macs, source=supernet_path)
-    batches, calib = fitness.load(space)
+    batches, calib = fitness.load(space, cache)
     key = hashlib.sha1(json.dumps([file_digest(supernet_path), fitness.to_dict()]).encode()).hexdigest()[:16]
     cache = FitnessCache(out / "cache.jsonl", key)
     runner = LocalBackend(Evaluator(net, batches, calib)) if backend == "local" else \

@@ -1,15 +1,16 @@
-"""Datasets and transforms.
+"""Datasets: every split yields (uint8 image decoded at the space's stored size, label).
 
 `--data` takes `digits` (scikit-learn's bundled digits, offline), `cifar10` / `cifar100`
 (torchvision, in `--data-dir`), a Tiny-ImageNet-200 folder in its own layout, or an
-ImageFolder root with `train/` and `val/`. Images are sized to the space.
+ImageFolder root with `train/` and `val/`. Decoding is deterministic (resize of the short
+side, centre crop), so a decoded split can be cached (`cache.py`); every random operation
+happens later, on whole batches (`augment.py`).
 """
 from __future__ import annotations
 
 import pickle
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -18,79 +19,22 @@ from torch.utils.data import Dataset, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from .errors import ConfigError
-from .space import SearchSpace
+from ..errors import ConfigError
+from ..space import SearchSpace
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}
 
 
-@dataclass
-class Augment:
-    """DeiT-style augmentation settings; `for_size` picks defaults that suit the image size."""
-
-    random_resized_crop: bool = False
-    crop_padding: int = 0
-    flip: bool = False
-    randaugment: bool = False
-    random_erasing: float = 0.0
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    label_smoothing: float = 0.0
-
-    @classmethod
-    def preset(cls, name: str, image_size: int) -> "Augment":
-        if name == "auto":
-            name = "deit" if image_size >= 160 else "light" if image_size >= 32 else "none"
-        if name == "none":
-            return cls()
-        if name == "light":
-            return cls(crop_padding=image_size // 8, flip=True, label_smoothing=0.1)
-        if name == "deit":
-            return cls(random_resized_crop=True, flip=True, randaugment=True, random_erasing=0.25, mixup=0.8,
-                       cutmix=1.0, label_smoothing=0.1)
-        raise ConfigError(None, "--augment", f"expected one of auto, none, light, deit; got {name!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _normalize(channels: int) -> v2.Normalize:
-    return v2.Normalize(IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else v2.Normalize([0.5] * channels,
-                                                                                            [0.5] * channels)
-
-
-def train_transform(space: SearchSpace, aug: Augment) -> Callable:
+def stored_size(space: SearchSpace) -> int:
+    """Side of the decoded (cached) images: the image size, or DeiT's 256/224 margin for crops above 160²."""
     size = space.image_size
-    ops: list = [v2.ToImage()]
-    if aug.random_resized_crop:
-        ops.append(v2.RandomResizedCrop(size, antialias=True))
-    else:
-        ops.append(v2.Resize((size, size), antialias=True))
-        if aug.crop_padding:
-            ops.append(v2.RandomCrop(size, padding=aug.crop_padding, padding_mode="reflect"))
-    if aug.flip:
-        ops.append(v2.RandomHorizontalFlip())
-    if aug.randaugment:
-        ops.append(v2.RandAugment(num_ops=2, magnitude=9))
-    ops += [v2.ToDtype(torch.float32, scale=True), _normalize(space.in_chans)]
-    if aug.random_erasing:
-        ops.append(v2.RandomErasing(p=aug.random_erasing))
-    return v2.Compose(ops)
+    return int(size * 256 / 224) if size >= 160 else size
 
 
-def eval_transform(space: SearchSpace) -> Callable:
-    size = space.image_size
-    resize = v2.Resize(int(size * 256 / 224), antialias=True) if size >= 160 else v2.Resize(size, antialias=True)
-    return v2.Compose([v2.ToImage(), resize, v2.CenterCrop(size), v2.ToDtype(torch.float32, scale=True),
-                       _normalize(space.in_chans)])
-
-
-def batch_mixer(aug: Augment, num_classes: int) -> Callable | None:
-    """Mixup / CutMix on whole batches (soft targets), or None."""
-    mixers = [mix(alpha=alpha, num_classes=num_classes)
-              for mix, alpha in ((v2.MixUp, aug.mixup), (v2.CutMix, aug.cutmix)) if alpha > 0]
-    return v2.RandomChoice(mixers) if mixers else None
+def decode_transform(space: SearchSpace) -> Callable:
+    """uint8 CHW tensor at the stored size: short side resized, then centre-cropped square."""
+    size = stored_size(space)
+    return v2.Compose([v2.ToImage(), v2.Resize(size, antialias=True), v2.CenterCrop(size)])
 
 
 class ImageList(Dataset):
@@ -99,6 +43,7 @@ class ImageList(Dataset):
     def __init__(self, samples: list[tuple[Path, int]], classes: list[str], transform: Callable | None,
                  channels: int) -> None:
         self.samples, self.classes, self.transform = samples, classes, transform
+        self.channels = channels
         self.mode = "RGB" if channels == 3 else "L"
 
     def __len__(self) -> int:
@@ -119,6 +64,8 @@ class TensorImages(Dataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable | None) -> None:
         self.images, self.labels, self.transform = images, labels, transform
+        self.classes = [str(c) for c in range(int(labels.max()) + 1)]
+        self.channels = images.shape[-1]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -191,9 +138,14 @@ def _image_folder(root: Path, split: str, transform: Callable | None, channels: 
     return ImageList(samples, classes, transform, channels)
 
 
-def load_split(data: str, split: str, space: SearchSpace, transform: Callable | None,
-               data_dir: str | Path = "data") -> Dataset:
-    """One split ('train' or 'val') of a dataset, with `transform` applied to each image."""
+def load_split(data: str, split: str, space: SearchSpace, data_dir: str | Path = "data",
+               transform: Callable | None = None) -> Dataset:
+    """One split ('train' or 'val') of a dataset, streamed: each item decoded on access.
+
+    `transform` defaults to `decode_transform(space)`; give another only to read raw images.
+    """
+    if transform is None:
+        transform = decode_transform(space)
     if data == "digits":
         dataset: Dataset = _digits(split, transform)
     elif data in ("cifar10", "cifar100"):
@@ -220,11 +172,7 @@ def load_split(data: str, split: str, space: SearchSpace, transform: Callable | 
 
 
 def num_classes(dataset: Dataset) -> int:
-    if isinstance(dataset, Subset):
-        return num_classes(dataset.dataset)
-    if isinstance(dataset, ImageList):
-        return len(dataset.classes)
-    return int(np.max(dataset.labels)) + 1
+    return len(dataset.dataset.classes if isinstance(dataset, Subset) else dataset.classes)
 
 
 def holdout_split(size: int, holdout: int, seed: int = 0) -> tuple[list[int], list[int]]:

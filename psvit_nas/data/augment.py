@@ -1,0 +1,166 @@
+"""Augmentation on whole batches on the training device, seeded per step.
+
+Decoded uint8 batches at the stored size come in; normalised float batches at the image
+size (and soft targets under mixup/cutmix) go out. Crop, flip and random erasing draw
+their parameters per image but run as one tensor operation on the batch; mixup and cutmix
+are torchvision's batch transforms. Every draw happens under `torch.manual_seed(seed of
+the step)` in a forked RNG, so a step's augmentation is a pure function of (seed, step,
+batch) and a run resumed at any step continues exactly.
+
+DeiT's RandomResizedCrop and RandAugment stay per image (`per_image_transform`): a batched
+RandAugment would apply one op sequence to the whole batch and change its semantics. They
+run in the loader's workers, seeded per (epoch, image), which keeps resume exact too.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.transforms import v2
+
+from ..errors import ConfigError
+from ..space import SearchSpace
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Augment:
+    """DeiT-style augmentation settings; `preset` picks defaults that suit the image size."""
+
+    random_resized_crop: bool = False
+    crop_padding: int = 0
+    flip: bool = False
+    randaugment: bool = False
+    random_erasing: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    label_smoothing: float = 0.0
+
+    @classmethod
+    def preset(cls, name: str, image_size: int) -> "Augment":
+        if name == "auto":
+            name = "deit" if image_size >= 160 else "light" if image_size >= 32 else "none"
+        if name == "none":
+            return cls()
+        if name == "light":
+            return cls(crop_padding=image_size // 8, flip=True, label_smoothing=0.1)
+        if name == "deit":
+            return cls(random_resized_crop=True, flip=True, randaugment=True, random_erasing=0.25, mixup=0.8,
+                       cutmix=1.0, label_smoothing=0.1)
+        raise ConfigError(None, "--augment", f"expected one of auto, none, light, deit; got {name!r}")
+
+    @property
+    def per_image(self) -> bool:
+        """Whether some operation must run per image (in the loader) rather than on the batch."""
+        return self.random_resized_crop or self.randaugment
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def normalize(x: Tensor) -> Tensor:
+    """uint8 (or 0-255 float) batch -> float32 normalised (ImageNet statistics for RGB, 0.5 otherwise)."""
+    channels = x.shape[1]
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,) * channels, (0.5,) * channels)
+    mean_t = torch.tensor(mean, device=x.device).view(1, -1, 1, 1) * 255
+    std_t = torch.tensor(std, device=x.device).view(1, -1, 1, 1) * 255
+    return (x.float() - mean_t) / std_t
+
+
+def center_crop(x: Tensor, size: int) -> Tensor:
+    """The centre `size`² of a (B, C, H, W) batch."""
+    top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
+    return x[..., top:top + size, left:left + size]
+
+
+def eval_batch(x: Tensor, image_size: int) -> Tensor:
+    """What every evaluation sees: the centre crop of the stored images, normalised."""
+    return normalize(center_crop(x, image_size))
+
+
+def random_crop(x: Tensor, size: int, padding: int) -> Tensor:
+    """A different random `size`² crop of each image, after reflect-padding by `padding`."""
+    if padding:
+        x = F.pad(x, (padding,) * 4, mode="reflect")
+    batch, _, height, width = x.shape
+    top = torch.randint(0, height - size + 1, (batch, 1), device=x.device)
+    left = torch.randint(0, width - size + 1, (batch, 1), device=x.device)
+    span = torch.arange(size, device=x.device)
+    rows = (top + span).view(batch, 1, size, 1).expand(-1, x.shape[1], -1, width)
+    x = x.gather(2, rows)
+    cols = (left + span).view(batch, 1, 1, size).expand(-1, x.shape[1], size, -1)
+    return x.gather(3, cols)
+
+
+def random_flip(x: Tensor) -> Tensor:
+    """Each image flipped horizontally with probability 1/2."""
+    flip = torch.rand(x.shape[0], device=x.device) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def random_erasing(x: Tensor, p: float, scale=(0.02, 1 / 3), ratio=(0.3, 3.3)) -> Tensor:
+    """torchvision's RandomErasing (value 0 after normalisation), a box drawn per image."""
+    batch, _, height, width = x.shape
+    dev = x.device
+    area = height * width * torch.empty(batch, device=dev).uniform_(*scale)
+    log_ratio = torch.empty(batch, device=dev).uniform_(torch.log(torch.tensor(ratio[0])).item(),
+                                                        torch.log(torch.tensor(ratio[1])).item())
+    aspect = torch.exp(log_ratio)
+    h = torch.sqrt(area * aspect).round().clamp(1, height).long()
+    w = torch.sqrt(area / aspect).round().clamp(1, width).long()
+    top = (torch.rand(batch, device=dev) * (height - h + 1)).long()
+    left = (torch.rand(batch, device=dev) * (width - w + 1)).long()
+    apply = torch.rand(batch, device=dev) < p
+    rows = torch.arange(height, device=dev).view(1, -1, 1)
+    cols = torch.arange(width, device=dev).view(1, 1, -1)
+    box = ((rows >= top.view(-1, 1, 1)) & (rows < (top + h).view(-1, 1, 1)) & (cols >= left.view(-1, 1, 1))
+           & (cols < (left + w).view(-1, 1, 1)) & apply.view(-1, 1, 1))
+    return x.masked_fill(box.unsqueeze(1), 0.0)
+
+
+def batch_mixer(aug: Augment, num_classes: int) -> Callable | None:
+    """Mixup / CutMix on whole batches (soft targets), or None."""
+    mixers = [mix(alpha=alpha, num_classes=num_classes)
+              for mix, alpha in ((v2.MixUp, aug.mixup), (v2.CutMix, aug.cutmix)) if alpha > 0]
+    return v2.RandomChoice(mixers) if mixers else None
+
+
+def per_image_transform(aug: Augment, space: SearchSpace) -> Callable | None:
+    """The per-image part of the DeiT preset (RandomResizedCrop, flip, RandAugment) on uint8 tensors, or None."""
+    if not aug.per_image:
+        return None
+    size = space.image_size
+    ops: list = [v2.RandomResizedCrop(size, antialias=True) if aug.random_resized_crop else v2.CenterCrop(size)]
+    if aug.flip:
+        ops.append(v2.RandomHorizontalFlip())
+    if aug.randaugment:
+        ops.append(v2.RandAugment(num_ops=2, magnitude=9))
+    return v2.Compose(ops)
+
+
+class BatchAugment:
+    """The training batch transform: uint8 batch at the stored size -> normalised, augmented float batch."""
+
+    def __init__(self, aug: Augment, space: SearchSpace, seed: int) -> None:
+        self.aug, self.size, self.seed = aug, space.image_size, seed
+        self.mixer = batch_mixer(aug, space.num_classes)
+
+    def __call__(self, x: Tensor, y: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        aug = self.aug
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed * 1_000_003 + step)
+            if not aug.per_image:  # else crop and flip were done per image
+                x = random_crop(x, self.size, aug.crop_padding) if aug.crop_padding else center_crop(x, self.size)
+                if aug.flip:
+                    x = random_flip(x)
+            x = normalize(x)
+            if aug.random_erasing:
+                x = random_erasing(x, aug.random_erasing)
+            if self.mixer is not None:
+                x, y = self.mixer(x, y)
+        return x, y
