@@ -124,7 +124,8 @@ def _train_config(args: argparse.Namespace, space: SearchSpace):
                        clip_grad=args.clip_grad or None, ema=args.ema, amp=args.amp, seed=args.seed,
                        workers=_workers(args), save_every=args.save_every,
                        checkpoint_every_steps=args.checkpoint_every_steps, compile=args.compile,
-                       val_archs=getattr(args, "val_archs", 1), flops_range=flops_range, augment=aug.to_dict())
+                       val_archs=getattr(args, "val_archs", 1), sampler=getattr(args, "sampler", "uniform"),
+                       sandwich_k=getattr(args, "sandwich_k", 2), flops_range=flops_range, augment=aug.to_dict())
 
 
 def _fit(args: argparse.Namespace, model, space: SearchSpace, arch: Arch | None, holdout: int | None) -> None:
@@ -373,6 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search-holdout", type=int, default=None, help="training images held out for the search's "
                    "fitness (default: 10%%, at most 10,000)")
     p.add_argument("--val-archs", type=int, default=3, help="fixed paths whose mean accuracy is reported")
+    p.add_argument("--sampler", choices=["uniform", "fair", "sandwich"], default="uniform",
+                   help="paths per optimizer step: uniform (SPOS, one path), fair (FairNAS: every choice of every "
+                   "cell once), sandwich (largest, smallest and --sandwich-k random paths, in-place distillation)")
+    p.add_argument("--sandwich-k", type=int, default=2, help="random paths per sandwich step")
 
     p = sub.add_parser("train", help="train a standalone model from scratch")
     p.add_argument("--arch", required=True, help="architecture spec YAML")

@@ -10,16 +10,16 @@ checkpointed step.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
-import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -34,7 +34,8 @@ from .errors import ConfigError
 from .data import Augment, BatchAugment, EvalBatches, TrainLoader, per_image_transform
 from .evaluate import evaluate, forward
 from .io import atomic_write, atomic_write_text
-from .space import Arch, SearchSpace, format_macs
+from .samplers import PathSampler, make_sampler
+from .space import Arch, SearchSpace
 
 
 class NonFiniteLoss(RuntimeError):
@@ -58,28 +59,10 @@ class TrainConfig:
     checkpoint_every_steps: int = 0
     compile: bool = False
     val_archs: int = 3
+    sampler: str = "uniform"
+    sandwich_k: int = 2
     flops_range: tuple[float, float] | None = None
     augment: dict[str, Any] = field(default_factory=dict)
-
-
-class PathSampler:
-    """Uniform SPOS paths, optionally restricted to a MACs range by rejection; path(step) is deterministic."""
-
-    def __init__(self, space: SearchSpace, seed: int, flops_range: Sequence[float] | None = None,
-                 tries: int = 1000) -> None:
-        self.space, self.seed, self.tries = space, seed, tries
-        self.low, self.high = flops_range if flops_range else (None, None)
-        if flops_range:
-            space.check_budget(self.high, self.low, fields=("--flops-range", "--flops-range"))
-
-    def __call__(self, step: int) -> Arch:
-        rng = random.Random(self.seed * 1_000_003 + step)
-        for _ in range(self.tries):
-            arch = self.space.sample(rng)
-            if self.space.within(arch, self.high, self.low):
-                return arch
-        raise ConfigError(None, "--flops-range", f"no path between {format_macs(self.low)} and "
-                          f"{format_macs(self.high)} MACs in {self.tries} uniform draws; widen the range")
 
 
 @dataclass
@@ -164,11 +147,13 @@ def _weights_digest(model: nn.Module) -> str:
 def compile_cells(model: nn.Module) -> None:
     """Regional `torch.compile`: each cell module (and the stem) compiled on its own, so that a new
     supernet path reuses the cells compiled for earlier paths instead of recompiling the network."""
+    cells = [module for stage in model.stages for cell in stage
+             for module in (cell.values() if isinstance(cell, nn.ModuleDict) else [cell])]
+    # every cell runs the same Block code on its own weights and shapes: one compiled variant per cell
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 2 * len(cells))
     model.stem.compile(dynamic=False)
-    for stage in model.stages:
-        for cell in stage:
-            for module in (cell.values() if isinstance(cell, nn.ModuleDict) else [cell]):
-                module.compile(dynamic=False)
+    for module in cells:
+        module.compile(dynamic=False)
 
 
 def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Dataset, cfg: TrainConfig,
@@ -182,9 +167,9 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
     out = Path(out)
     env = Dist.from_env()
     supernet = arch is None
-    sampler_fn = PathSampler(space, cfg.seed, cfg.flops_range) if supernet else None
-    if sampler_fn:
-        sampler_fn(0)  # fail fast when no path fits the range
+    sampler = make_sampler(cfg.sampler, space, cfg.seed, cfg.flops_range, cfg.sandwich_k) if supernet else None
+    if sampler:
+        sampler(0)  # fail fast when no path fits the range
     model.to(env.device)
     if cfg.compile:
         compile_cells(model)
@@ -233,14 +218,15 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
         (out / "metrics.jsonl").unlink(missing_ok=True)
     if env.main:
         config = {**(run_config or {}), "train": asdict(cfg), "kind": kind, "arch": str(arch) if arch else None,
-                  "space": space.to_dict(), "world_size": env.world, "steps_per_epoch": steps_per_epoch}
+                  "space": space.to_dict(), "world_size": env.world, "steps_per_epoch": steps_per_epoch,
+                  "paths_per_step": len(sampler(0)) if sampler else 1}
         atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     writer = _tensorboard(out) if env.main else None
-    val_archs = [PathSampler(space, cfg.seed + 7919, cfg.flops_range)(i) for i in range(cfg.val_archs)] \
+    val_archs = [PathSampler(space, cfg.seed + 7919, cfg.flops_range).path(i) for i in range(cfg.val_archs)] \
         if supernet else [None]
     val_batches = EvalBatches(Subset(val_set, range(env.rank, len(val_set), env.world)), space.image_size,
                               cfg.batch_size * 2, env.device, cfg.workers)
-    criterion_smoothing = cfg.augment.get("label_smoothing", 0.0)
+    smoothing = cfg.augment.get("label_smoothing", 0.0)
 
     def state_dict(step: int, running: tuple[float, int, float], metrics: dict[str, Any]) -> dict[str, Any]:
         return {"kind": kind, "space": space.to_dict(), "arch": str(arch) if arch else None, "step": step,
@@ -259,18 +245,26 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
                    disable=not (env.main and sys.stderr.isatty()), dynamic_ncols=True)
         for i, (x, y) in enumerate(bar, first):
             step = epoch * steps_per_epoch + i
-            path = sampler_fn(step) if sampler_fn else arch
+            paths = sampler(step) if sampler else [None]
             if supernet:
-                path_digest = _digest(str(path), path_digest)
-            with torch.autocast(device_type=env.device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = forward(net, x, path if supernet else None)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=criterion_smoothing)
-            loss_value = loss.item()  # the step's one host-device sync
-            if not math.isfinite(loss_value):
-                raise NonFiniteLoss(f"non-finite loss ({loss_value}) at step {step} (epoch {epoch + 1}) on path "
-                                    f"{path}; last good checkpoint: {out / 'last.pt'}")
+                path_digest = _digest(" ".join(map(str, paths)), path_digest)
             optimizer.zero_grad(set_to_none=True)  # SPOS: off-path weights keep grad None, so AdamW skips them
-            loss.backward()
+            soft, losses = None, []
+            for j, path in enumerate(paths):  # several paths: gradients accumulate, one update, one all-reduce
+                accumulate = net.no_sync() if env.world > 1 and j < len(paths) - 1 else contextlib.nullcontext()
+                with accumulate:
+                    with torch.autocast(device_type=env.device.type, dtype=torch.bfloat16, enabled=amp):
+                        logits = forward(net, x, path)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing) if soft is None else \
+                        F.cross_entropy(logits.float(), soft)
+                    losses.append(loss.item())  # the pass's one host-device sync
+                    if not math.isfinite(losses[-1]):
+                        raise NonFiniteLoss(f"non-finite loss ({losses[-1]}) at step {step} (epoch {epoch + 1}) on "
+                                            f"path {path or arch}; last good checkpoint: {out / 'last.pt'}")
+                    (loss / len(paths)).backward()
+                if j == 0 and sampler is not None and sampler.distill:  # in-place distillation targets
+                    soft = logits.detach().float().softmax(-1)
+            loss_value = sum(losses) / len(losses)
             if cfg.clip_grad:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
             optimizer.step()

@@ -29,7 +29,8 @@ from torchvision.transforms import v2
 from psvit_nas import SearchSpace, Supernet
 from psvit_nas.data import Augment, BatchAugment, CacheConfig, TrainLoader, holdout_split, load_images, load_split
 from psvit_nas.search import Evaluator, FitnessSet
-from psvit_nas.train import PathSampler, TrainConfig, compile_cells, fit, param_groups, warmup_cosine
+from psvit_nas.samplers import PathSampler
+from psvit_nas.train import TrainConfig, compile_cells, fit, param_groups, warmup_cosine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,15 +55,16 @@ def rate(batches, limit: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def compute_only(net, space, batches, cfg: TrainConfig) -> float:
-    """The training step of `fit` on batches already in memory: images/s."""
+def compute_only(net, space, batches, cfg: TrainConfig, cycle=None) -> float:
+    """The training step of `fit` on batches already in memory (paths uniform, or `cycle`d): images/s."""
     optimizer = torch.optim.AdamW(param_groups(net, cfg.weight_decay), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(len(batches), len(batches), 0.01))
-    paths = PathSampler(space, cfg.seed)
+    sampler = PathSampler(space, cfg.seed)
     net.train()
     start = time.perf_counter()
     for step, (x, y) in enumerate(batches):
-        loss = F.cross_entropy(net(x, paths(step)).float(), y, label_smoothing=0.1)
+        path = cycle[step % len(cycle)] if cycle else sampler.path(step)
+        loss = F.cross_entropy(net(x, path).float(), y, label_smoothing=0.1)
         loss.item()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -82,7 +84,7 @@ def main() -> None:
     parser.add_argument("--input-batches", type=int, default=150, help="batches timed for the input path alone")
     parser.add_argument("--candidates", type=int, default=4)
     parser.add_argument("--fitness-images", type=int, default=5000)
-    parser.add_argument("--compile", action="store_true", help="torch.compile the cells in both training columns")
+    parser.add_argument("--compile", action="store_true", help="also 5): --compile against eager on a few paths")
     parser.add_argument("--cache-dir", default=None, help="default: a fresh temporary folder (cold cache)")
     args = parser.parse_args()
     space = SearchSpace.from_yaml(args.config)
@@ -124,15 +126,12 @@ def main() -> None:
     print(f"{'goal':<52}{'>= 20000':>10}")
 
     # 3. end to end against compute only, interleaved
-    cfg = TrainConfig(epochs=1, batch_size=args.batch, warmup_epochs=1, seed=0, augment=aug.to_dict(), val_archs=1,
-                      compile=args.compile)
+    cfg = TrainConfig(epochs=1, batch_size=args.batch, warmup_epochs=1, seed=0, augment=aug.to_dict(), val_archs=1)
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
     e2e_set = Subset(train, order[: args.steps * args.batch].tolist())
     small_val = Subset(val, range(256))
     ready = list(TrainLoader(e2e_set, args.batch, augment, torch.device("cpu")).epoch(0))
     net = Supernet(space)
-    if args.compile:
-        compile_cells(net)
     e2e, compute = [], []
     work = Path(tempfile.mkdtemp(prefix="psvit-bench-run-"))
     for r in range(args.rounds):
@@ -140,8 +139,7 @@ def main() -> None:
         e2e.append(fit(Supernet(space), space, e2e_set, small_val, cfg, work / f"r{r}")["images_per_s"])
         compute.append(compute_only(net, space, ready, cfg))
     ratios = [a / b for a, b in zip(e2e, compute)]
-    print(f"\n3) supernet training, {args.steps} steps per round, {args.rounds} interleaved rounds"
-          f"{' (--compile)' if args.compile else ''}")
+    print(f"\n3) supernet training, {args.steps} steps per round, {args.rounds} interleaved rounds")
     print(f"{'round':<8}{'end-to-end img/s':>18}{'compute-only img/s':>20}{'ratio':>8}")
     for r, (a, b, q) in enumerate(zip(e2e, compute, ratios), 1):
         print(f"{r:<8}{a:>18.0f}{b:>20.0f}{q:>8.3f}")
@@ -162,9 +160,34 @@ def main() -> None:
         evaluator = Evaluator(trained, batches, calib)
         start = time.perf_counter()
         for i in range(args.candidates):
-            evaluator(rng_paths(i))
+            evaluator(rng_paths.path(i))
         per_s = args.candidates / (time.perf_counter() - start)
         print(f"{label:<10}{loaded:>8.1f}{per_s:>14.3f}{loaded + 50 / per_s:>24.0f}")
+    if args.compile:
+        compiled_against_eager(space, ready, cfg, args.rounds)
+
+
+def compiled_against_eager(space: SearchSpace, ready, cfg: TrainConfig, rounds: int, paths: int = 6) -> None:
+    """5) regional torch.compile: warm-up (compilation) time, then steady-state steps on the same paths."""
+    sampler = PathSampler(space, cfg.seed)
+    cycle = [sampler.path(i) for i in range(paths)]
+    nets = {"eager": Supernet(space), "compiled": Supernet(space)}
+    nets["compiled"].load_state_dict(nets["eager"].state_dict())
+    compile_cells(nets["compiled"])
+    print(f"\n5) --compile (regional) against eager, {paths} paths cycled, {len(ready)} steps per round")
+    warm = {}
+    for name, net in nets.items():
+        start = time.perf_counter()
+        compute_only(net, space, ready[:paths], cfg, cycle)
+        warm[name] = time.perf_counter() - start
+    rates = {name: [] for name in nets}
+    for _ in range(rounds):
+        for name, net in nets.items():
+            rates[name].append(compute_only(net, space, ready, cfg, cycle))
+    eager, compiled = statistics.median(rates["eager"]), statistics.median(rates["compiled"])
+    print(f"{'':<10}{'first pass s':>14}{'img/s (median)':>16}")
+    print(f"{'eager':<10}{warm['eager']:>14.1f}{eager:>16.0f}")
+    print(f"{'compiled':<10}{warm['compiled']:>14.1f}{compiled:>16.0f}   ratio {compiled / eager:.3f}")
 
 
 if __name__ == "__main__":

@@ -66,3 +66,12 @@ def test_an_epoch_resumed_at_any_step_gives_the_same_batches(tiny_imagenet_dir, 
             assert torch.equal(x, xt) and torch.equal(y, yt)
         other = list(_loader(subset, aug).epoch(3))
         assert not torch.equal(full[0][0], other[0][0])
+
+
+def test_random_crop_flips_about_half_of_the_images():
+    x = torch.arange(64 * 8, dtype=torch.float32).view(64, 1, 1, 8).expand(64, 1, 8, 8).contiguous()
+    torch.manual_seed(0)
+    out = random_crop(x, 8, padding=0, flip=True)
+    flipped = [torch.equal(out[b], x[b].flip(-1)) for b in range(64)]
+    kept = [torch.equal(out[b], x[b]) for b in range(64)]
+    assert all(f or k for f, k in zip(flipped, kept)) and 16 < sum(flipped) < 48

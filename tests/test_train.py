@@ -58,8 +58,9 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert _metrics(tmp_path / "cut")[0]["weight_digests"] == _metrics(tmp_path / "full")[1]["weight_digests"]
 
 
-def test_resume_inside_an_epoch_matches_uninterrupted_run(tmp_path, monkeypatch):
-    """DESIGN.md invariant 7: a checkpoint written mid-epoch resumes to the same weights."""
+@pytest.mark.parametrize("sampler", ["uniform", "fair", "sandwich"])
+def test_resume_inside_an_epoch_matches_uninterrupted_run(sampler, tmp_path, monkeypatch):
+    """DESIGN.md invariant 7: a checkpoint written mid-epoch resumes to the same weights, under every sampler."""
     saved = psvit_nas.train.save_checkpoint
     kept = {}
 
@@ -69,7 +70,7 @@ def test_resume_inside_an_epoch_matches_uninterrupted_run(tmp_path, monkeypatch)
             kept["path"] = path.parent / "step14.pt"
             saved(kept["path"], state)
     monkeypatch.setattr(psvit_nas.train, "save_checkpoint", keep_mid_epoch)
-    extra = ("--checkpoint-every-steps", "7", "--augment", "deit", "--workers", "0")
+    extra = ("--checkpoint-every-steps", "7", "--augment", "deit", "--workers", "0", "--sampler", sampler)
     assert _train_digits(tmp_path / "full", *extra) == 0
     (tmp_path / "cut").mkdir()
     shutil.copy(kept["path"], tmp_path / "cut" / "last.pt")

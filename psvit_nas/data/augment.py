@@ -3,8 +3,8 @@
 Decoded uint8 batches at the stored size come in; normalised float batches at the image
 size (and soft targets under mixup/cutmix) go out. Crop, flip and random erasing draw
 their parameters per image but run as one tensor operation on the batch; mixup and cutmix
-are torchvision's batch transforms. Every draw happens under `torch.manual_seed(seed of
-the step)` in a forked RNG, so a step's augmentation is a pure function of (seed, step,
+are torchvision's batch transforms. Every draw happens with the RNG seeded by the
+step, in a forked RNG state, so a step's augmentation is a pure function of (seed, step,
 batch) and a run resumed at any step continues exactly.
 
 DeiT's RandomResizedCrop and RandAugment stay per image (`per_image_transform`): a batched
@@ -67,8 +67,8 @@ def normalize(x: Tensor) -> Tensor:
     channels = x.shape[1]
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,) * channels, (0.5,) * channels)
     mean_t = torch.tensor(mean, device=x.device).view(1, -1, 1, 1) * 255
-    std_t = torch.tensor(std, device=x.device).view(1, -1, 1, 1) * 255
-    return (x.float() - mean_t) / std_t
+    inv_std = 1 / (torch.tensor(std, device=x.device).view(1, -1, 1, 1) * 255)
+    return x.float().sub_(mean_t).mul_(inv_std)
 
 
 def center_crop(x: Tensor, size: int) -> Tensor:
@@ -82,24 +82,22 @@ def eval_batch(x: Tensor, image_size: int) -> Tensor:
     return normalize(center_crop(x, image_size))
 
 
-def random_crop(x: Tensor, size: int, padding: int) -> Tensor:
-    """A different random `size`² crop of each image, after reflect-padding by `padding`."""
+def random_crop(x: Tensor, size: int, padding: int = 0, flip: bool = False) -> Tensor:
+    """A different random `size`² window of each image (after reflect-padding by `padding`), each flipped
+    horizontally with probability 1/2 when `flip`: one gather over the whole batch."""
     if padding:
         x = F.pad(x, (padding,) * 4, mode="reflect")
-    batch, _, height, width = x.shape
-    top = torch.randint(0, height - size + 1, (batch, 1), device=x.device)
-    left = torch.randint(0, width - size + 1, (batch, 1), device=x.device)
-    span = torch.arange(size, device=x.device)
-    rows = (top + span).view(batch, 1, size, 1).expand(-1, x.shape[1], -1, width)
-    x = x.gather(2, rows)
-    cols = (left + span).view(batch, 1, 1, size).expand(-1, x.shape[1], size, -1)
-    return x.gather(3, cols)
-
-
-def random_flip(x: Tensor) -> Tensor:
-    """Each image flipped horizontally with probability 1/2."""
-    flip = torch.rand(x.shape[0], device=x.device) < 0.5
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    batch, channels, height, width = x.shape
+    dev = x.device
+    top = torch.randint(0, height - size + 1, (batch, 1, 1), device=dev)
+    left = torch.randint(0, width - size + 1, (batch, 1, 1), device=dev)
+    span = torch.arange(size, device=dev)
+    cols = span.expand(batch, 1, size)
+    if flip:
+        cols = torch.where(torch.rand(batch, 1, 1, device=dev) < 0.5, size - 1 - cols, cols)
+    index = (top + span.view(1, -1, 1)) * width + left + cols  # (batch, size, size) flat pixel positions
+    return x.flatten(2).gather(2, index.view(batch, 1, -1).expand(-1, channels, -1)).view(batch, channels, size,
+                                                                                          size)
 
 
 def random_erasing(x: Tensor, p: float, scale=(0.02, 1 / 3), ratio=(0.3, 3.3)) -> Tensor:
@@ -151,13 +149,17 @@ class BatchAugment:
 
     def __call__(self, x: Tensor, y: Tensor, step: int) -> tuple[Tensor, Tensor]:
         aug = self.aug
-        devices = [x.device] if x.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.seed * 1_000_003 + step)
+        seed = self.seed * 1_000_003 + step
+        cuda = x.device.type == "cuda"
+        with torch.random.fork_rng(devices=[x.device] if cuda else []):
+            torch.default_generator.manual_seed(seed)  # this device's generator only: seeding all is slower
+            if cuda:
+                torch.cuda.manual_seed(seed)
             if not aug.per_image:  # else crop and flip were done per image
-                x = random_crop(x, self.size, aug.crop_padding) if aug.crop_padding else center_crop(x, self.size)
-                if aug.flip:
-                    x = random_flip(x)
+                if not aug.crop_padding:
+                    x = center_crop(x, self.size)
+                if aug.crop_padding or aug.flip:
+                    x = random_crop(x, self.size, aug.crop_padding, aug.flip)
             x = normalize(x)
             if aug.random_erasing:
                 x = random_erasing(x, aug.random_erasing)

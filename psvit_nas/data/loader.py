@@ -46,7 +46,7 @@ class _SeededItems(Dataset):
         if self.transform is None:
             return x, y
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             return self.transform(x), y
 
 
@@ -93,7 +93,8 @@ class TrainLoader:
         """Augmented (x, y) batches of `epoch` from step `start` on."""
         order = self.order(epoch).view(self.steps, self.batch_size)[start:]
         if self.direct:
-            raw: Iterator = ((self.base.images[idx], self.base.labels[idx]) for idx in order)
+            raw: Iterator = ((self.base.images.index_select(0, idx), self.base.labels.index_select(0, idx))
+                             for idx in order)
         else:
             seed = (self.seed * 100_003 + epoch) * 1_000_003
             self.sampler.batches = [[(i, seed + i) for i in idx.tolist()] for idx in order]
@@ -124,7 +125,7 @@ class EvalBatches:
         if hasattr(base, "images"):
             for i in range(0, len(indices), self.batch_size):
                 idx = torch.as_tensor(indices[i:i + self.batch_size])
-                yield base.images[idx], base.labels[idx]
+                yield base.images.index_select(0, idx), base.labels.index_select(0, idx)
         else:
             yield from DataLoader(Subset(base, list(indices)), batch_size=self.batch_size, num_workers=self.workers)
 

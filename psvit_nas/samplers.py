@@ -1,0 +1,138 @@
+"""Path samplers: which supernet paths each optimizer step trains.
+
+`sampler(step)` returns the paths of one optimizer step, each forwarded on the step's batch;
+their gradients are accumulated and the weights updated once. Every sampler is a pure
+function of (seed, step), so every DDP rank trains the same paths and a resumed run the
+same paths as an uninterrupted one.
+
+- `uniform` (SPOS): one uniformly drawn path.
+- `fair` (FairNAS, strict fairness): m paths in which every cell takes each of its m
+  choices exactly once (an independent random permutation per cell).
+- `sandwich` (BigNAS, AttentiveNAS): the largest path, the smallest path and k random ones;
+  `distill` is set, so the loop makes the largest path's detached soft predictions the
+  targets of the others (in-place distillation).
+"""
+from __future__ import annotations
+
+import bisect
+import itertools
+import random
+from typing import Sequence
+
+from .errors import ConfigError
+from .space import Arch, SearchSpace, format_macs
+
+SAMPLERS = ("uniform", "fair", "sandwich")
+
+
+class PathSampler:
+    """Uniform SPOS paths, optionally restricted to a MACs range by rejection; the base of every sampler."""
+
+    distill = False
+
+    def __init__(self, space: SearchSpace, seed: int, flops_range: Sequence[float] | None = None,
+                 tries: int = 1000) -> None:
+        self.space, self.seed, self.tries = space, seed, tries
+        self.low, self.high = flops_range if flops_range else (None, None)
+        if flops_range:
+            space.check_budget(self.high, self.low, fields=("--flops-range", "--flops-range"))
+
+    def rng(self, step: int) -> random.Random:
+        return random.Random(self.seed * 1_000_003 + step)
+
+    def path(self, step: int) -> Arch:
+        """One uniformly drawn path inside the range (the SPOS path of `step`)."""
+        rng = self.rng(step)
+        for _ in range(self.tries):
+            arch = self.space.sample(rng)
+            if self.space.within(arch, self.high, self.low):
+                return arch
+        raise ConfigError(None, "--flops-range", f"no path between {format_macs(self.low)} and "
+                          f"{format_macs(self.high)} MACs in {self.tries} uniform draws; widen the range")
+
+    def __call__(self, step: int) -> list[Arch]:
+        return [self.path(step)]
+
+
+class FairSampler(PathSampler):
+    """FairNAS strict fairness: m paths per step, every choice of every cell exactly once."""
+
+    def __call__(self, step: int) -> list[Arch]:
+        rng = self.rng(step)
+        m = max(len(s.choices) for s in self.space.stages)
+        for _ in range(self.tries):
+            columns = [[self._column(rng, stage.choices, m) for _ in range(stage.cells)]
+                       for stage in self.space.stages]
+            paths = [Arch(tuple(tuple(col[j] for col in stage) for stage in columns)) for j in range(m)]
+            if all(self.space.within(p, self.high, self.low) for p in paths):
+                return paths
+        raise ConfigError(None, "--flops-range", f"no fair set of paths between {format_macs(self.low)} and "
+                          f"{format_macs(self.high)} MACs in {self.tries} draws; widen the range or use "
+                          "--sampler uniform")
+
+    @staticmethod
+    def _column(rng: random.Random, choices: Sequence[str], m: int) -> list[str]:
+        """A random order of a cell's choices; a stage with fewer than m choices repeats random ones."""
+        column = list(choices) + [rng.choice(choices) for _ in range(m - len(choices))]
+        rng.shuffle(column)
+        return column
+
+
+class SandwichSampler(PathSampler):
+    """The sandwich rule: largest, smallest and `k` uniform paths; the largest teaches the others."""
+
+    distill = True
+
+    def __init__(self, space: SearchSpace, seed: int, flops_range: Sequence[float] | None = None, k: int = 2,
+                 tries: int = 1000) -> None:
+        super().__init__(space, seed, flops_range, tries)
+        self.k = k
+        self.smallest, self.largest = extreme_archs(space, self.low, self.high)
+
+    def __call__(self, step: int) -> list[Arch]:
+        return [self.largest, self.smallest] + [self.path(step * (self.k + 1) + i) for i in range(self.k)]
+
+
+def make_sampler(name: str, space: SearchSpace, seed: int, flops_range: Sequence[float] | None = None,
+                 k: int = 2) -> PathSampler:
+    """The sampler called `name` (uniform, fair or sandwich)."""
+    if name == "uniform":
+        return PathSampler(space, seed, flops_range)
+    if name == "fair":
+        return FairSampler(space, seed, flops_range)
+    if name == "sandwich":
+        return SandwichSampler(space, seed, flops_range, k)
+    raise ConfigError(None, "--sampler", f"expected one of {', '.join(SAMPLERS)}; got {name!r}")
+
+
+def extreme_archs(space: SearchSpace, low: float | None = None, high: float | None = None) -> tuple[Arch, Arch]:
+    """(the smallest path with at least `low` MACs, the largest with at most `high`), exactly.
+
+    A cell's MACs depend only on its stage and choice, so an arch's MACs are fixed by how many
+    cells of each stage take each choice: the stages' count vectors are enumerated and the
+    last stage is matched against the sorted sums of the others (meet in the middle).
+    """
+    table = space.cost_table
+    options = []  # per stage: {stage MACs: cells}
+    for s, stage in enumerate(space.stages):
+        by_macs: dict[int, tuple[str, ...]] = {}
+        for cells in itertools.combinations_with_replacement(stage.choices, stage.cells):
+            by_macs.setdefault(sum(table.cell_macs[s][c] for c in cells), cells)
+        options.append(by_macs)
+    fixed = table.macs(Arch(tuple(() for _ in space.stages)))
+    heads: dict[int, tuple[tuple[str, ...], ...]] = {fixed: ()}
+    for by_macs in options[:-1]:
+        heads = {m + n: cells + (c,) for m, cells in heads.items() for n, c in by_macs.items()}
+    sums = sorted(heads)
+    best_low = best_high = None
+    for n, last in options[-1].items():
+        i = bisect.bisect_right(sums, (high if high is not None else float("inf")) - n) - 1
+        if i >= 0 and (best_high is None or sums[i] + n > best_high[0]):
+            best_high = (sums[i] + n, heads[sums[i]] + (last,))
+        j = bisect.bisect_left(sums, (low if low is not None else float("-inf")) - n)
+        if j < len(sums) and (best_low is None or sums[j] + n < best_low[0]):
+            best_low = (sums[j] + n, heads[sums[j]] + (last,))
+    if best_low is None or best_high is None or best_low[0] > best_high[0]:
+        raise ConfigError(None, "--flops-range", f"no path between {format_macs(low or 0)} and "
+                          f"{format_macs(high or float('inf'))} MACs")
+    return Arch(best_low[1]), Arch(best_high[1])

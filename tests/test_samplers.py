@@ -1,0 +1,108 @@
+import itertools
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import ROOT, SPACES
+from psvit_nas import Arch, SearchSpace, Supernet, parse_budget
+from psvit_nas.cli import main
+from psvit_nas.samplers import FairSampler, SandwichSampler, extreme_archs, make_sampler
+
+DIGITS = SearchSpace.from_yaml(SPACES / "digits.yaml")
+
+
+def test_fair_step_runs_every_choice_of_every_cell_once_and_each_gets_a_gradient():
+    sampler = FairSampler(DIGITS, seed=4)
+    paths = sampler(7)
+    assert len(paths) == 5 and paths == sampler(7) and paths != sampler(8)
+    for s, stage in enumerate(DIGITS.stages):
+        for c in range(stage.cells):
+            assert sorted(p.stages[s][c] for p in paths) == sorted(stage.choices)
+    net = Supernet(DIGITS).train()
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    for path in paths:  # the loop's accumulation: one backward per path, no update in between
+        (F.cross_entropy(net(x, path), y) / len(paths)).backward()
+    for s, stage in enumerate(net.stages):
+        for c, cell in enumerate(stage):
+            for choice, module in cell.items():
+                grads = [p.grad for p in module.parameters()]  # None: the choice did not run
+                assert choice == "identity" or (grads and all(g is not None for g in grads)), (s, c, choice)
+    assert sum(p.grad.abs().sum() for p in net.parameters() if p.grad is not None) > 0
+
+
+def _tiny_space():
+    data = DIGITS.to_dict()
+    for stage in data["stages"]:
+        stage["cells"] = 2
+    return SearchSpace.from_dict(data)
+
+
+@pytest.mark.parametrize("bounds", [(None, None), ("0.2M", "0.6M"), ("0.35M", "0.36M")])
+def test_sandwich_extremes_are_the_true_extremes_within_the_range(bounds):
+    space = _tiny_space()
+    low, high = (parse_budget(b) if b else None for b in bounds)
+    every = [Arch(stages) for stages in itertools.product(*(
+        list(itertools.product(stage.choices, repeat=stage.cells)) for stage in space.stages))]
+    fits = [a for a in every if space.within(a, high, low)]
+    smallest, largest = extreme_archs(space, low, high)
+    macs = space.cost_table.macs
+    assert macs(smallest) == min(map(macs, fits)) and macs(largest) == max(map(macs, fits))
+    sampler = SandwichSampler(space, 0, (low, high) if low else None, k=3)
+    paths = sampler(5)
+    assert paths[:2] == [largest, smallest] and len(paths) == 5 and sampler.distill
+    assert all(space.within(p, high, low) for p in paths)
+
+
+def test_sandwich_on_a_full_space_matches_its_macs_range():
+    smallest, largest = extreme_archs(DIGITS)
+    assert (DIGITS.cost_table.macs(smallest), DIGITS.cost_table.macs(largest)) == DIGITS.cost_table.macs_range
+    rng = random.Random(0)
+    high = parse_budget("1.0M")
+    _, capped = extreme_archs(DIGITS, None, high)
+    assert DIGITS.cost_table.macs(capped) <= high
+    assert all(DIGITS.cost_table.macs(DIGITS.sample(rng, max_macs=high)) <= DIGITS.cost_table.macs(capped)
+               for _ in range(2000))
+
+
+def test_sandwich_distillation_targets_carry_no_gradient(tmp_path, monkeypatch):
+    """The loop's students learn from the largest path's detached predictions."""
+    seen = []
+    original = F.cross_entropy
+
+    def spy(logits, target, *args, **kwargs):
+        if target.dtype.is_floating_point:
+            seen.append((target.requires_grad, target.sum(1)))
+        return original(logits, target, *args, **kwargs)
+    monkeypatch.setattr(F, "cross_entropy", spy)
+    assert main(["train-supernet", "--config", str(SPACES / "digits.yaml"), "--out", str(tmp_path), "--epochs", "1",
+                 "--batch-size", "512", "--sampler", "sandwich", "--sandwich-k", "1", "--val-archs", "1"]) == 0
+    assert len(seen) == 2 * 2  # two steps, two students each (smallest and one random)
+    assert all(not grad and torch.allclose(total, torch.ones_like(total)) for grad, total in seen)
+
+
+def test_unknown_sampler_and_a_range_fair_cannot_fill(tmp_path):
+    with pytest.raises(Exception, match="--sampler"):
+        make_sampler("greedy", DIGITS, 0)
+    with pytest.raises(Exception, match="--flops-range"):
+        FairSampler(DIGITS, 0, (parse_budget("1.0M"), parse_budget("1.01M")), tries=20)(0)
+
+
+@pytest.mark.parametrize("sampler", ["fair", "sandwich"])
+def test_ddp_two_ranks_accumulate_several_paths_identically(sampler, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    port = {"fair": "29541", "sandwich": "29542"}[sampler]
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+         "-m", "psvit_nas.cli", "train-supernet", "--config", str(SPACES / "digits.yaml"), "--out",
+         str(tmp_path / "ddp"), "--epochs", "1", "--batch-size", "128", "--sampler", sampler, "--val-archs", "1"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert len(set(row["path_digests"])) == 1 and len(set(row["weight_digests"])) == 1
+    assert len(row["weight_digests"]) == 2
