@@ -1,0 +1,38 @@
+"""The `psvit-nas` command: one module per command group (space, train, models, search)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from ..errors import ConfigError
+from . import models, search, space, train
+from .common import COMMANDS
+from .models import load_weights
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="psvit-nas", description="Neural architecture search for PSViT "
+                                     "vision transformers (FLOPs are multiply-accumulates, MACs).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in (space, train, models, search):
+        group.add_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..train import NonFiniteLoss
+
+    try:
+        COMMANDS[args.command](args)
+    except ConfigError as err:
+        print(f"psvit-nas {args.command}: error: {err.one_line()}", file=sys.stderr)
+        return 2
+    except NonFiniteLoss as err:
+        print(f"psvit-nas {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+__all__ = ["build_parser", "load_weights", "main"]

@@ -1,0 +1,78 @@
+"""What the command groups share: the command registry, argument groups, cache and worker settings."""
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+from ..space import parse_budget
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
+
+
+def command(name: str):
+    def register(fn):
+        COMMANDS[name] = fn
+        return fn
+    return register
+
+
+def format_params(n: float) -> str:
+    return f"{n / 1e6:.3f}M"
+
+
+def cache_config(args: argparse.Namespace):
+    """The decoded-image cache settings of a command's data arguments."""
+    from ..data import CacheConfig
+
+    limit = parse_budget(args.cache_limit, field_name="--cache-limit")
+    return CacheConfig(args.cache, args.cache_dir, limit, loader_workers(args))
+
+
+def loader_workers(args: argparse.Namespace) -> int:
+    from ..data import default_workers
+
+    return default_workers() if args.workers is None else args.workers
+
+
+def add_cache_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None, help="data-loading processes for streamed data and "
+                   "cache building (default: the CPUs per process, at most 8)")
+    p.add_argument("--cache", choices=["auto", "on", "off"], default="auto", help="decoded-image cache (auto: "
+                   "for splits under --cache-limit; off: decode every epoch)")
+    p.add_argument("--cache-dir", default=None, help="where decoded images are cached (default: "
+                   "$PSVIT_NAS_CACHE_DIR or ~/.cache/psvit-nas)")
+    p.add_argument("--cache-limit", default="16G", help="largest decoded split cached under --cache auto, in "
+                   "bytes (e.g. 16G)")
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="digits", help="digits | cifar10 | cifar100 | a Tiny-ImageNet or "
+                   "ImageFolder root (default: digits)")
+    p.add_argument("--data-dir", default="data", help="where cifar10/cifar100 live or are downloaded")
+    add_cache_args(p)
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    add_data_args(p)
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64, help="per process")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--min-lr", type=float, default=1e-5)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--clip-grad", type=float, default=5.0, help="max gradient norm (0: off)")
+    p.add_argument("--ema", type=float, default=None, help="EMA decay of the weights, e.g. 0.9998 (default off)")
+    p.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast (auto: on CUDA)")
+    p.add_argument("--augment", default="auto", help="auto | none | light | deit (auto: by image size)")
+    p.add_argument("--mixup", type=float, help="mixup alpha (0: off), overriding the --augment preset")
+    p.add_argument("--cutmix", type=float, help="cutmix alpha (0: off), overriding the preset")
+    p.add_argument("--label-smoothing", type=float, help="overriding the preset")
+    p.add_argument("--random-erasing", type=float, help="probability, overriding the preset")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=0, help="also keep epochN.pt every N epochs")
+    p.add_argument("--checkpoint-every-steps", type=int, default=0, help="also write last.pt every N steps "
+                   "inside an epoch; --resume continues from that step (default 0: at epoch ends only)")
+    p.add_argument("--compile", action="store_true", help="torch.compile each cell (regional: a new path "
+                   "reuses compiled cells)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")

@@ -1,0 +1,154 @@
+"""`eval`, `export`, `analyze`: a searched architecture with standalone or inherited weights."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..cost import count_cost
+from ..errors import ConfigError
+from ..space import ArchSpec, format_macs
+from .common import add_cache_args, add_data_args, cache_config, command, format_params, loader_workers
+
+def load_weights(path: str, spec: ArchSpec):
+    """A PSViT for `spec` with the weights of an exported model.pt or a standalone training checkpoint."""
+    import torch
+
+    from ..model import PSViT
+    from ..train import load_checkpoint
+
+    model = PSViT.from_spec(spec)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(path, None, "weights file not found") from None
+    except Exception as err:
+        raise ConfigError(path, None, f"not a readable weights file ({err.__class__.__name__})") from None
+    if isinstance(state, dict) and "model" in state and "space" in state:
+        state = load_checkpoint(path, spec.space)["model"]
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ConfigError(path, "weights", f"do not fit the architecture in the spec "
+                          f"({str(err).splitlines()[0]})") from None
+    return model
+
+
+def _fitness_set(spec: ArchSpec, checkpoint: dict, args: argparse.Namespace):
+    """The images a spec was scored on (from its best.yaml record), else the supernet's held-out images."""
+    from ..search import FitnessSet, fitness_set_for
+
+    if "fitness_set" in spec.metrics:
+        return FitnessSet(**spec.metrics["fitness_set"])
+    return fitness_set_for(checkpoint, args.supernet, None, None, None, args.bn_batches)
+
+
+def _inherited_model(args: argparse.Namespace, spec: ArchSpec):
+    """The spec's path of the supernet in args.supernet, BatchNorm recalibrated as in the search."""
+    from ..search import inherited_model, load_supernet
+
+    net, checkpoint = load_supernet(args.supernet)
+    if net.space != spec.space:
+        raise ConfigError(args.arch, "space", f"spec is from space {spec.space.name!r}, but the supernet in "
+                          f"{args.supernet} was trained on {net.space.name!r}")
+    return inherited_model(net, spec.arch,
+                           lambda: _fitness_set(spec, checkpoint, args).load(spec.space, cache_config(args))[1])
+
+
+def _model(args: argparse.Namespace, spec: ArchSpec):
+    """The model named by --weights (standalone) or --supernet (inherited weights)."""
+    if bool(args.weights) == bool(args.supernet):
+        raise ConfigError(None, "--weights/--supernet", "give exactly one of --weights and --supernet")
+    return _inherited_model(args, spec) if args.supernet else load_weights(args.weights, spec)
+
+
+@command("eval")
+def cmd_eval(args: argparse.Namespace) -> None:
+    from ..data import EvalBatches, load_images
+    from ..evaluate import evaluate
+    from ..search import FitnessSet
+
+    spec = ArchSpec.from_yaml(args.arch)
+    model = _model(args, spec)
+    if args.split == "search":
+        if "fitness_set" not in spec.metrics:
+            raise ConfigError(args.arch, "fitness_set", "this spec records no search images; use a best.yaml "
+                              "written by evolve, or --split val")
+        batches = FitnessSet(**spec.metrics["fitness_set"]).load(spec.space, cache_config(args))[0]
+        where = "held-out training (search) images"
+    else:
+        val_set = load_images(args.data, "val", spec.space, args.data_dir, cache_config(args))
+        batches = EvalBatches(val_set, spec.space.image_size, args.batch_size, workers=loader_workers(args))
+        where = f"{args.data} validation images"
+    result = evaluate(model, batches)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.arch}: top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  loss {result['loss']:.4f}  "
+              f"{result['images_per_s']:.0f} img/s on {result['images']} {where}")
+
+
+@command("export")
+def cmd_export(args: argparse.Namespace) -> None:
+    import torch
+
+    from ..io import atomic_write
+
+    spec = ArchSpec.from_yaml(args.arch)
+    model = _inherited_model(args, spec)
+    atomic_write(args.out, lambda tmp: torch.save(model.state_dict(), tmp))
+    cost = count_cost(spec)
+    print(f"wrote {args.out}: {spec.arch} ({format_macs(cost.macs)} MACs, {format_params(cost.params)} params); "
+          f"load it with PSViT.from_spec(ArchSpec.from_yaml(...)).load_state_dict(torch.load(...))")
+
+
+@command("analyze")
+def cmd_analyze(args: argparse.Namespace) -> None:
+    import torch
+
+    from ..analysis import analyze, write_report
+    from ..data import EvalBatches, load_images
+
+    spec = ArchSpec.from_yaml(args.arch)
+    model = _model(args, spec)
+    val_set = load_images(args.data, "val", spec.space, args.data_dir, cache_config(args))
+    first = torch.utils.data.Subset(val_set, range(min(args.images, len(val_set))))
+    images = torch.cat([x for x, _ in EvalBatches(first, spec.space.image_size)])
+    result = analyze(model, images, args.threshold)
+    write_report(result, args.out)
+    share = result["adjacent_share_above"]
+    print(f"{len(result['layers'])} attention layers, {result['images']} validation images: "
+          f"{result['adjacent_above']} of {result['adjacent_pairs']} adjacent layer pairs "
+          f"({100 * share:.0f} %) have attention-map similarity above {args.threshold}")
+    print(f"wrote {Path(args.out) / 'attention_similarity.png'} and attention_similarity.json")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """This group's subcommands and their arguments."""
+    p = sub.add_parser("eval", help="top-1, top-5, loss and images/s on the validation split")
+    p.add_argument("--arch", required=True, help="architecture spec YAML")
+    p.add_argument("--weights", help="model.pt from export, or a train checkpoint")
+    p.add_argument("--supernet", help="a train-supernet checkpoint; the spec's path is evaluated")
+    add_data_args(p)
+    p.add_argument("--split", choices=["val", "search"], default="val",
+                   help="val: the validation set; search: the held-out training images recorded in best.yaml")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--bn-batches", type=int, default=10, help="training batches for BatchNorm recalibration")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = sub.add_parser("analyze", help="attention-map similarity between layers and heads (DeepViT's metric)")
+    p.add_argument("--arch", required=True, help="architecture spec YAML")
+    p.add_argument("--weights", help="model.pt from export, or a train checkpoint")
+    p.add_argument("--supernet", help="a train-supernet checkpoint; the spec's path is analysed")
+    add_data_args(p)
+    p.add_argument("--out", default=".", help="folder for attention_similarity.png/.json")
+    p.add_argument("--images", type=int, default=64, help="fixed validation images analysed")
+    p.add_argument("--threshold", type=float, default=0.8)
+    p.add_argument("--bn-batches", type=int, default=10, help="training batches for BatchNorm recalibration")
+    p = sub.add_parser("export", help="a standalone model.pt with the path's inherited weights")
+    p.add_argument("--supernet", required=True, help="train-supernet checkpoint")
+    p.add_argument("--arch", required=True, help="architecture spec (best.yaml)")
+    p.add_argument("--out", required=True, help="model.pt to write")
+    p.add_argument("--data", default=None, help="dataset for BatchNorm recalibration (default: the supernet's)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--bn-batches", type=int, default=10)
+    add_cache_args(p)

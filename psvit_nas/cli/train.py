@@ -1,0 +1,96 @@
+"""`train-supernet` and `train`: the shared training loop on decoded, cached images."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import ConfigError
+from ..space import Arch, ArchSpec, SearchSpace, parse_budget
+from .common import add_train_args, cache_config, command, loader_workers
+
+def _train_config(args: argparse.Namespace, space: SearchSpace):
+    from ..data import Augment
+    from ..train import TrainConfig
+
+    flops_range = None
+    if getattr(args, "flops_range", None):
+        flops_range = tuple(parse_budget(v, field_name="--flops-range") for v in args.flops_range)
+    aug = Augment.preset(args.augment, space.image_size)
+    for name in ("mixup", "cutmix", "label_smoothing", "random_erasing"):
+        if getattr(args, name) is not None:
+            setattr(aug, name, getattr(args, name))
+    if args.checkpoint_every_steps < 0:
+        raise ConfigError(None, "--checkpoint-every-steps", f"expected 0 (off) or a positive step count, got "
+                          f"{args.checkpoint_every_steps}")
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
+                       weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+                       clip_grad=args.clip_grad or None, ema=args.ema, amp=args.amp, seed=args.seed,
+                       workers=loader_workers(args), save_every=args.save_every,
+                       checkpoint_every_steps=args.checkpoint_every_steps, compile=args.compile,
+                       val_archs=getattr(args, "val_archs", 1), sampler=getattr(args, "sampler", "uniform"),
+                       sandwich_k=getattr(args, "sandwich_k", 2), flops_range=flops_range, augment=aug.to_dict())
+
+
+def _fit(args: argparse.Namespace, model, space: SearchSpace, arch: Arch | None, holdout: int | None) -> None:
+    """Train with the shared loop; `holdout` training images are kept out for the search (None: 10 %, <= 10k)."""
+    import torch
+
+    from ..data import holdout_split, load_images, num_classes
+    from ..train import Dist, fit
+
+    cfg = _train_config(args, space)
+    Dist.from_env()  # join the process group first: rank 0 builds the image cache, the others wait
+    cache = cache_config(args)
+    train_set = load_images(args.data, "train", space, args.data_dir, cache)
+    val_set = load_images(args.data, "val", space, args.data_dir, cache)
+    if holdout is None:
+        holdout = min(len(train_set) // 10, 10_000)
+    keep, held = holdout_split(len(train_set), holdout)
+    if held:
+        train_set = torch.utils.data.Subset(train_set, keep)
+    run_config = {"command": " ".join(sys.argv), "data": args.data, "data_dir": args.data_dir,
+                  "num_classes": num_classes(val_set), "search_holdout": holdout,
+                  "train_images": len(train_set), "val_images": len(val_set)}
+    torch.manual_seed(args.seed)
+    fit(model, space, train_set, val_set, cfg, args.out, arch=arch, resume=args.resume, run_config=run_config)
+
+
+@command("train-supernet")
+def cmd_train_supernet(args: argparse.Namespace) -> None:
+    import torch
+
+    from ..supernet import Supernet
+
+    space = SearchSpace.from_yaml(args.config)
+    torch.manual_seed(args.seed)
+    _fit(args, Supernet(space), space, None, args.search_holdout)
+
+
+@command("train")
+def cmd_train(args: argparse.Namespace) -> None:
+    import torch
+
+    from ..model import PSViT
+
+    spec = ArchSpec.from_yaml(args.arch)
+    torch.manual_seed(args.seed)
+    _fit(args, PSViT.from_spec(spec), spec.space, spec.arch, 0)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """This group's subcommands and their arguments."""
+    p = sub.add_parser("train-supernet", help="train a supernet by SPOS (one uniform path per step)")
+    p.add_argument("--config", required=True, help="search space YAML")
+    add_train_args(p)
+    p.add_argument("--flops-range", nargs=2, metavar=("MIN", "MAX"), help="sample only paths in this MACs range")
+    p.add_argument("--search-holdout", type=int, default=None, help="training images held out for the search's "
+                   "fitness (default: 10%%, at most 10,000)")
+    p.add_argument("--val-archs", type=int, default=3, help="fixed paths whose mean accuracy is reported")
+    p.add_argument("--sampler", choices=["uniform", "fair", "sandwich"], default="uniform",
+                   help="paths per optimizer step: uniform (SPOS, one path), fair (FairNAS: every choice of every "
+                   "cell once), sandwich (largest, smallest and --sandwich-k random paths, in-place distillation)")
+    p.add_argument("--sandwich-k", type=int, default=2, help="random paths per sandwich step")
+
+    p = sub.add_parser("train", help="train a standalone model from scratch")
+    p.add_argument("--arch", required=True, help="architecture spec YAML")
+    add_train_args(p)
