@@ -1,192 +1,374 @@
-"""Can the supernet's ranking be trusted? A study on real images.
+"""Can the supernet's ranking be trusted? A resumable study on real images.
 
-1. Train a supernet by SPOS, holding out part of the training images for the search.
-2. Pick N architectures spread over the space's MACs range, score each with inherited
-   weights on the held-out training images, retrain each from scratch for E epochs and
-   measure validation top-1; report Kendall tau and Spearman rho between the rankings.
-3. Run evolution and random search at equal evaluation counts on the same supernet;
-   report the best fitness of each and the retrained accuracy of both winners.
-4. Write the numbers, plots and the exact command to docs/results.md.
+1. Data: the first `--classes` classes of a Tiny-ImageNet-layout folder (a folder of links).
+2. Architectures: `--spread` at MACs targets evenly spaced over the space's whole range, and
+   `--window` inside +-10 % of one budget (the regime a real search works in), drawn with
+   the budget-constrained sampler.
+3. Ground truth: every architecture retrained from scratch with `--seeds` seeds; the
+   seeds' agreement (Kendall tau with a bootstrap 90 % interval) says whether it holds.
+4. Supernets, one per `--samplers`, at equal compute (images forwarded: a sampler that
+   trains n paths a step gets 1/n of the epochs); each scores every architecture with
+   inherited weights on its held-out training images.
+5. tau and rho between fitness and the seeds' mean, with intervals, across the space and
+   inside the window; the same for MACs alone and parameters alone (the baselines).
+6. Evolution against random search at equal evaluations on the first sampler's supernet,
+   both winners retrained with every seed.
 
-    python scripts/study_ranking.py                      # PSVIT_NAS_TEST_DATA, tiny_imagenet.yaml
-    python scripts/study_ranking.py --data digits --config search_spaces/digits.yaml --archs 3 --epochs 1 \
-        --supernet-epochs 1 --population 4 --generations 2 --out /tmp/study --results /tmp/study/results.md
+Every finished job leaves a record in OUT/records (committed with the results) and every
+run folder a checkpoint in WORK (mid-epoch ones too), so rerunning the same command
+continues where it stopped; `--report-only` writes docs/results.md from what is there.
+
+    python scripts/study_ranking.py --data ../shared/data/tiny-imagenet-100      # hours, resumable
+    python scripts/study_ranking.py --data digits --config search_spaces/digits.yaml --spread 3 --window 2 \\
+        --epochs 1 --supernet-epochs 1 --population 4 --generations 2 --out /tmp/s --work /tmp/s/runs
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 import random
 import shutil
-import sys
+import statistics
 import time
 from pathlib import Path
 
-import torch
+import numpy as np
 from scipy import stats
-from torch.utils.data import Subset
 
-from psvit_nas import Arch, PSViT, SearchSpace, Supernet, format_macs
-from psvit_nas.io import pyplot, save_figure
-from psvit_nas.data import Augment, holdout_split, load_images
-from psvit_nas.search import Evaluator, FitnessSet, SearchConfig, evolve
-from psvit_nas.train import TrainConfig, fit
+from psvit_nas import Arch, ArchSpec, SearchSpace, format_macs, parse_budget
+from psvit_nas.cli import main as cli
+from psvit_nas.data import load_split
+from psvit_nas.io import atomic_write_text, pyplot, save_figure
+from psvit_nas.search import Evaluator, fitness_set_for, load_supernet
+from psvit_nas.samplers import make_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def spread_archs(space: SearchSpace, n: int, seed: int) -> list:
-    """n distinct archs at evenly spaced MACs quantiles of 4,000 uniform samples."""
+def class_subset(data: str, classes: int, folder: Path) -> str:
+    """A Tiny-ImageNet-layout folder of links holding the first `classes` classes of `data`."""
+    src = Path(data).resolve()
+    if not (src / "wnids.txt").is_file() or classes <= 0:
+        return data
+    wnids = [w for w in (src / "wnids.txt").read_text().split() if w][:classes]
+    if not (folder / "wnids.txt").is_file():
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "train").mkdir(parents=True)
+        (tmp / "val").mkdir()
+        for w in wnids:
+            os.symlink(src / "train" / w, tmp / "train" / w)
+        os.symlink(src / "val" / "images", tmp / "val" / "images")
+        keep = set(wnids)
+        lines = [line for line in (src / "val" / "val_annotations.txt").read_text().splitlines()
+                 if line.split("\t")[1:2] and line.split("\t")[1] in keep]
+        (tmp / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+        (tmp / "wnids.txt").write_text("\n".join(wnids) + "\n")
+        tmp.rename(folder)
+    return str(folder)
+
+
+def pick_archs(space: SearchSpace, spread: int, window: int, budget: float, seed: int) -> dict[str, list[Arch]]:
+    """`spread` archs at evenly spaced MACs targets over the whole range, `window` inside budget +-10 %."""
     rng = random.Random(seed)
-    pool = sorted({space.sample(rng) for _ in range(4000)}, key=space.cost_table.macs)
-    return [pool[round(i * (len(pool) - 1) / max(1, n - 1))] for i in range(n)]
+    low, high = space.cost_table.macs_range
+    chosen: dict[str, list[Arch]] = {"spread": [], "window": []}
+    for i in range(spread):
+        target = low + (high - low) * (i + 0.5) / spread
+        chosen["spread"].append(space.sample(rng, max_macs=target * 1.05, min_macs=target * 0.95))
+    while len(chosen["window"]) < window:
+        arch = space.sample(rng, max_macs=budget * 1.1, min_macs=budget * 0.9)
+        if arch not in chosen["window"] + chosen["spread"]:
+            chosen["window"].append(arch)
+    return chosen
 
 
-def retrain(space, arch, train_set, val_set, args, out: Path, aug) -> float:
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.retrain_lr,
-                      warmup_epochs=min(1, args.epochs / 2),
-                      seed=args.seed, augment=aug.to_dict(), workers=args.workers)
-    torch.manual_seed(args.seed)
-    last = fit(PSViT.from_spec(space.spec(arch)), space, train_set, val_set, cfg, out, arch=arch)
-    return last["val_top1"]
+class Study:
+    """Jobs whose results are JSON records; a job that has a record is never run again."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.out, self.work = args, Path(args.out), Path(args.work)
+        (self.out / "records").mkdir(parents=True, exist_ok=True)
+
+    def record(self, key: str) -> dict | None:
+        path = self.out / "records" / f"{key}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def done(self, key: str, value: dict) -> dict:
+        atomic_write_text(self.out / "records" / f"{key}.json", json.dumps(value, indent=1))
+        return value
+
+    def _run(self, argv: list[str], folder: Path) -> float:
+        """Run a training command into `folder` (resuming what a killed run left); minutes it took now."""
+        resume = ["--resume"] if (folder / "last.pt").is_file() else []
+        start = time.time()
+        code = cli([*argv, "--out", str(folder), "--checkpoint-every-steps", "50", *resume])
+        if code:
+            raise SystemExit(f"{' '.join(argv)} failed with exit code {code}")
+        return (time.time() - start) / 60
+
+    def retrain(self, name: str, arch: Arch, seed: int) -> float:
+        key = f"retrain-{name}-seed{seed}"
+        if (rec := self.record(key)) is None:
+            a = self.args
+            spec = self.work / f"{name}.yaml"
+            self.space.spec(arch).to_yaml(spec)
+            folder = self.work / key
+            minutes = self._run(["train", "--arch", str(spec), "--data", self.data, "--epochs", str(a.epochs), "--seed",
+                       str(seed), "--lr", str(a.retrain_lr), "--batch-size", str(a.batch_size),
+                       "--warmup-epochs", str(min(1.0, a.epochs / 2))], folder)
+            row = json.loads((folder / "metrics.jsonl").read_text().splitlines()[-1])
+            rec = self.done(key, {"arch": str(arch), "seed": seed, "val_top1": row["val_top1"],
+                                  "val_loss": row["val_loss"], "minutes": minutes})
+        return rec["val_top1"]
+
+    def supernet(self, sampler: str) -> Path:
+        a = self.args
+        paths = len(make_sampler(sampler, self.space, 0)(0))
+        epochs = max(1, round(a.supernet_epochs / paths))  # equal compute: images forwarded
+        folder = self.work / f"supernet-{sampler}"
+        if self.record(f"supernet-{sampler}") is None or not (folder / "last.pt").is_file():
+            minutes = self._run(["train-supernet", "--config", a.config, "--data", self.data, "--epochs", str(epochs),
+                       "--sampler", sampler, "--lr", str(a.lr), "--batch-size", str(a.batch_size),
+                       "--search-holdout", str(a.holdout), "--val-archs", "2"], folder)
+            self.done(f"supernet-{sampler}", {"epochs": epochs, "paths_per_step": paths, "minutes": minutes})
+        return folder / "last.pt"
+
+    def fitness(self, sampler: str, archs: list[Arch]) -> dict[str, float]:
+        key = f"fitness-{sampler}"
+        rec = self.record(key) or {}
+        missing = [a for a in archs if str(a) not in rec]
+        if missing:
+            checkpoint = self.supernet(sampler)
+            net, state = load_supernet(checkpoint)
+            batches, calib = fitness_set_for(state, str(checkpoint), None, None, None, 10).load(self.space)
+            evaluator = Evaluator(net, batches, calib)
+            rec.update({str(a): evaluator(a) for a in missing})
+            self.done(key, rec)
+        return {str(a): rec[str(a)] for a in archs}
+
+    def search(self, strategy: str) -> str:
+        key = f"search-{strategy}"
+        if (rec := self.record(key)) is None:
+            a = self.args
+            folder = self.work / key
+            argv = ["evolve", "--supernet", str(self.supernet(a.samplers[0])), "--flops", str(self.budget),
+                    "--strategy", strategy, "--population", str(a.population), "--generations", str(a.generations),
+                    "--topk", str(max(2, a.population // 5)), "--out", str(folder)]
+            if cli(argv + (["--resume"] if (folder / "search_state.json").is_file() else [])):
+                raise SystemExit(f"{strategy} search failed")
+            best = ArchSpec.from_yaml(folder / "best.yaml")
+            rec = self.done(key, {"arch": str(best.arch), "fitness": best.metrics["fitness"],
+                                  "macs": best.metrics["macs"]})
+        return rec["arch"]
 
 
-def scatter(fitness, accuracy, macs, path: Path, tau: float, rho: float) -> None:
+def interval(x: list[float], y: list[float], fn, resamples: int = 2000) -> tuple[float, float, float]:
+    """(statistic, low, high): a 90 % percentile bootstrap interval over paired architectures.
+
+    Resamples whose statistic is undefined (all ties) are dropped.
+    """
+    value = float(fn(x, y).statistic)
+    rng = np.random.default_rng(0)
+    xs, ys = np.asarray(x, float), np.asarray(y, float)
+    draws = [fn(xs[i], ys[i]).statistic for i in rng.integers(0, len(xs), (resamples, len(xs)))]
+    draws = np.asarray([d for d in draws if np.isfinite(d)])
+    if len(draws) < resamples // 2:
+        return value, float("nan"), float("nan")
+    return value, float(np.percentile(draws, 5)), float(np.percentile(draws, 95))
+
+
+def fmt(t: tuple[float, float, float]) -> str:
+    return f"{t[0]:.2f} [{t[1]:.2f}, {t[2]:.2f}]"
+
+
+def estimate_minutes(args: argparse.Namespace, study: Study, jobs: list[str], images: int) -> float:
+    """Rough minutes for the jobs without a record: images x epochs at --est-images-per-s."""
+    todo = [j for j in jobs if study.record(j) is None]
+    retrains = sum(j.startswith("retrain") for j in todo)
+    supernets = sum(j.startswith("supernet") for j in todo)
+    return (retrains * args.epochs + supernets * args.supernet_epochs) * images / args.est_images_per_s / 60
+
+
+def analyse(study: Study, archs: dict[str, list[Arch]], seeds: list[int]) -> dict:
+    space, a = study.space, study.args
+    rows = []
+    for group, members in archs.items():
+        for i, arch in enumerate(members):
+            accs = [study.record(f"retrain-{group}{i}-seed{s}") for s in seeds]
+            if any(r is None for r in accs):
+                continue
+            cost = space.cost_table(arch)
+            row = {"group": group, "arch": str(arch), "macs": cost.macs, "params": cost.params,
+                   "seeds": [r["val_top1"] for r in accs]}
+            row["mean"] = statistics.fmean(row["seeds"])
+            for sampler in a.samplers:
+                rec = study.record(f"fitness-{sampler}") or {}
+                if str(arch) in rec:
+                    row[f"fitness_{sampler}"] = rec[str(arch)]
+            rows.append(row)
+    result = {"rows": rows, "seeds": seeds, "ranking": {}}
+    for scope in ("all", "window"):
+        part = [r for r in rows if scope == "all" or r["group"] == "window"]
+        if len(part) < 3:
+            continue
+        mean = [r["mean"] for r in part]
+        entry = {"archs": len(part),
+                 "self_tau": interval([r["seeds"][0] for r in part], [r["seeds"][1] for r in part],
+                                      stats.kendalltau) if len(seeds) > 1 else None,
+                 "macs": {"tau": interval([r["macs"] for r in part], mean, stats.kendalltau),
+                          "rho": interval([r["macs"] for r in part], mean, stats.spearmanr)},
+                 "params": {"tau": interval([r["params"] for r in part], mean, stats.kendalltau),
+                            "rho": interval([r["params"] for r in part], mean, stats.spearmanr)}}
+        for sampler in a.samplers:
+            scored = [r for r in part if f"fitness_{sampler}" in r]
+            if len(scored) == len(part):
+                fit = [r[f"fitness_{sampler}"] for r in part]
+                entry[sampler] = {"tau": interval(fit, mean, stats.kendalltau),
+                                  "rho": interval(fit, mean, stats.spearmanr)}
+        result["ranking"][scope] = entry
+    winners = {}
+    for strategy in ("evolution", "random"):
+        rec = study.record(f"search-{strategy}")
+        accs = [study.record(f"retrain-winner-{strategy}-seed{s}") for s in seeds]
+        if rec and all(accs):
+            winners[strategy] = {**rec, "seeds": [r["val_top1"] for r in accs]}
+    result["winners"] = winners
+    return result
+
+
+def scatter(result: dict, sampler: str, path: Path) -> bool:
+    rows = [r for r in result["rows"] if f"fitness_{sampler}" in r]
+    if not rows:
+        return False
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    points = ax.scatter(fitness, accuracy, c=[m / 1e6 for m in macs], cmap="viridis", s=40)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for r in rows:
+        x = r[f"fitness_{sampler}"]
+        ax.plot([x, x], [min(r["seeds"]), max(r["seeds"])], color="0.7", lw=1, zorder=1)
+    for k, marker in enumerate("os"):
+        points = ax.scatter([r[f"fitness_{sampler}"] for r in rows], [r["seeds"][k] for r in rows],
+                            c=[r["macs"] / 1e6 for r in rows], cmap="viridis", marker=marker, s=36, zorder=2,
+                            label=f"seed {result['seeds'][k]}", edgecolors=["red" if r["group"] == "window" else
+                                                                           "none" for r in rows])
     fig.colorbar(points, ax=ax, label="MACs (M)")
-    ax.set_xlabel("inherited-weight fitness: top-1 on held-out train images (%)")
-    ax.set_ylabel("retrained from scratch: validation top-1 (%)")
-    ax.set_title(f"supernet ranking vs retrained ranking\nKendall tau {tau:.2f}, Spearman rho {rho:.2f}")
+    ax.set_xlabel(f"inherited-weight fitness, {sampler} supernet (held-out train top-1 %)")
+    ax.set_ylabel("retrained from scratch: val top-1 (%)")
+    ax.set_title("supernet ranking against retraining (red edge: budget window)")
+    ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     save_figure(fig, path)
+    return True
+
+
+def write_results(path: Path, result: dict, study: Study, command: str, jobs: list[str]) -> None:
+    a, space = study.args, study.space
+    done = sum(study.record(j) is not None for j in jobs)
+    data_text = f"the first {a.classes} classes of `{a.data}`" if Path(a.data).is_dir() else f"`{a.data}`"
+    out = Path(a.out).resolve()
+    where = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+    lines = ["# Search quality on real images", "",
+             f"Written by `scripts/study_ranking.py` from its records in `{where}/records`: "
+             f"**{done} of {len(jobs)} jobs done**; rerun the command to continue:", "",
+             "```bash", command, "```", "",
+             f"Data: {data_text}; space `{space.name}`; every architecture "
+             f"retrained from scratch for {a.epochs} epochs (batch {a.batch_size}, lr {a.retrain_lr}) with seeds "
+             f"{', '.join(map(str, result['seeds']))}; supernets trained at equal compute ({a.supernet_epochs} "
+             f"uniform-path epochs' worth of images), {a.holdout} training images held out for fitness. Intervals "
+             "are 90 % percentile bootstrap intervals over architectures.", ""]
+    for scope, entry in result["ranking"].items():
+        title = "across the space" if scope == "all" else \
+            f"inside the window ({format_macs(study.budget)} MACs +-10 %)"
+        lines += [f"## Ranking {title}: {entry['archs']} architectures", ""]
+        if entry["self_tau"]:
+            lines += [f"Ground truth, seed against seed: **Kendall tau {fmt(entry['self_tau'])}**", ""]
+        lines += ["| ranked by | Kendall tau | Spearman rho |", "|---|---|---|"]
+        for name in [*a.samplers, "macs", "params"]:
+            if name in entry:
+                label = f"supernet fitness ({name})" if name in a.samplers else f"{name} alone"
+                lines.append(f"| {label} | {fmt(entry[name]['tau'])} | {fmt(entry[name]['rho'])} |")
+        lines.append("")
+    lines += ["## Architectures", "", "| group | MACs | params | " + " | ".join(f"fitness {s}" for s in a.samplers)
+              + " | " + " | ".join(f"seed {s}" for s in result["seeds"]) + " | arch |",
+              "|---|---:|---:|" + "---:|" * (len(a.samplers) + len(result["seeds"])) + "---|"]
+    for r in sorted(result["rows"], key=lambda r: r["macs"]):
+        fits = " | ".join(f"{r[f'fitness_{s}']:.2f}" if f"fitness_{s}" in r else "" for s in a.samplers)
+        lines.append(f"| {r['group']} | {format_macs(r['macs'])} | {r['params'] / 1e6:.3f}M | {fits} | "
+                     + " | ".join(f"{v:.2f}" for v in r["seeds"]) + f" | `{r['arch'].replace('|', '/')}` |")
+    lines.append("")
+    if scatter(result, a.samplers[0], path.parent / "study_ranking.png"):
+        lines += ["![ranking](study_ranking.png)", ""]
+    if result["winners"]:
+        lines += [f"## Evolution against random search ({format_macs(study.budget)} MACs, equal evaluations)", "",
+                  "| strategy | fitness | MACs | retrained (each seed) | mean | arch |", "|---|---:|---:|---|---:|---|"]
+        for k, w in result["winners"].items():
+            lines.append(f"| {k} | {w['fitness']:.2f} | {format_macs(w['macs'])} | "
+                         f"{', '.join(f'{v:.2f}' for v in w['seeds'])} | {statistics.fmean(w['seeds']):.2f} | "
+                         f"`{w['arch'].replace('|', '/')}` |")
+        lines.append("")
+    atomic_write_text(path, "\n".join(lines))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.environ.get("PSVIT_NAS_TEST_DATA"))
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "tiny-imagenet-100"))
+    parser.add_argument("--classes", type=int, default=30, help="first N classes of a Tiny-ImageNet folder")
     parser.add_argument("--config", default=str(ROOT / "search_spaces" / "tiny_imagenet.yaml"))
-    parser.add_argument("--out", default=str(ROOT / "runs" / "study"))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "study"), help="records (commit them)")
+    parser.add_argument("--work", default=str(ROOT / "runs" / "study"), help="run folders and checkpoints")
     parser.add_argument("--results", default=str(ROOT / "docs" / "results.md"))
-    parser.add_argument("--supernet-epochs", type=int, default=16)
-    parser.add_argument("--holdout", type=int, default=1000, help="training images held out for the search")
-    parser.add_argument("--archs", type=int, default=8, help="architectures retrained for the ranking")
-    parser.add_argument("--epochs", type=int, default=6, help="retraining epochs per architecture")
+    parser.add_argument("--spread", type=int, default=12)
+    parser.add_argument("--window", type=int, default=8)
+    parser.add_argument("--budget", default=None, help="window centre in MACs (default: median of uniform paths)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--epochs", type=int, default=5, help="retraining epochs per architecture")
+    parser.add_argument("--supernet-epochs", type=int, default=15, help="uniform-path epochs' worth of compute")
+    parser.add_argument("--samplers", nargs="+", default=["uniform", "fair", "sandwich"])
+    parser.add_argument("--holdout", type=int, default=1500, help="training images held out for fitness")
     parser.add_argument("--population", type=int, default=20)
-    parser.add_argument("--generations", type=int, default=4)
+    parser.add_argument("--generations", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3, help="supernet learning rate")
-    parser.add_argument("--retrain-lr", type=float, default=1e-3,
-                        help="learning rate of the from-scratch retraining (2e-3 left deep paths untrained)")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retrain-lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0, help="which architectures are drawn")
+    parser.add_argument("--est-images-per-s", type=float, default=350, help="for the time estimate")
+    parser.add_argument("--report-only", action="store_true", help="write the results from the records, run nothing")
     args = parser.parse_args()
-    if not args.data:
-        parser.error("--data is required when PSVIT_NAS_TEST_DATA is not set")
-    started = time.time()
-    out = Path(args.out)
-    space = SearchSpace.from_yaml(args.config)
-    aug = Augment.preset("auto", space.image_size)
-    train_full = load_images(args.data, "train", space)
-    val_set = load_images(args.data, "val", space)
-    keep, _ = holdout_split(len(train_full), args.holdout)
-    train_set = Subset(train_full, keep)
-
-    # 1. the supernet
-    torch.manual_seed(args.seed)
-    sn_cfg = TrainConfig(epochs=args.supernet_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         augment=aug.to_dict(), workers=args.workers, val_archs=2)
-    net = Supernet(space)
-    fit(net, space, train_set, val_set, sn_cfg, out / "supernet",
-        run_config={"data": args.data, "data_dir": "data", "search_holdout": args.holdout})
-    fitness_set = FitnessSet(args.data, "data", args.holdout, args.holdout, 10, 128)
-    batches, calib = fitness_set.load(space)
-    evaluator = Evaluator(net, batches, calib)
-
-    # 2. ranking: inherited fitness against retrained accuracy
-    rows = []
-    for i, arch in enumerate(spread_archs(space, args.archs, args.seed)):
-        print(f"[ranking {i + 1}/{args.archs}] {arch}", flush=True)
-        inherited = evaluator.metrics(arch)
-        rows.append({"arch": str(arch), "macs": space.cost_table.macs(arch), "fitness": inherited["top1"],
-                     "fitness_loss": inherited["loss"],
-                     "retrained": retrain(space, arch, train_set, val_set, args, out / f"arch{i}", aug)})
-    fitness, accuracy = [r["fitness"] for r in rows], [r["retrained"] for r in rows]
-    tau = stats.kendalltau(fitness, accuracy).statistic
-    rho = stats.spearmanr(fitness, accuracy).statistic
-    # The same rankings with the held-out loss (lower is better) as the score: a smoother proxy than top-1.
-    tau_loss = stats.kendalltau([-r["fitness_loss"] for r in rows], accuracy).statistic
-    out.mkdir(parents=True, exist_ok=True)
-    scatter(fitness, accuracy, [r["macs"] for r in rows], out / "ranking.png", tau, rho)
-
-    # 3. evolution against random search at equal evaluations, budget at the median MACs
-    budget = sorted(space.cost_table.macs(space.sample(random.Random(1))) for _ in range(2000))[1000]
-    search_cfg = dict(population=args.population, generations=args.generations, topk=max(2, args.population // 5),
-                      max_macs=budget, seed=args.seed)
-    winners = {}
-    for strategy in ("evolution", "random"):
-        search = evolve(str(out / "supernet" / "last.pt"), SearchConfig(strategy=strategy, **search_cfg), fitness_set,
-                        out / strategy)
-        best = search.best
-        winners[strategy] = {"arch": best.arch, "fitness": best.fitness, "macs": best.macs,
-                             "evaluations": len(search.state.history)}
-    for strategy, w in winners.items():
-        print(f"[winner] {strategy}: {w['arch']}", flush=True)
-        w["retrained"] = retrain(space, Arch.parse(w["arch"]), train_set, val_set, args, out / f"winner-{strategy}",
-                                 aug)
-    summary = {"tau": tau, "rho": rho, "tau_loss": tau_loss, "rows": rows, "winners": winners, "budget": budget,
-               "minutes": (time.time() - started) / 60, "args": vars(args)}
-    (out / "study.json").write_text(json.dumps(summary, indent=1))
-    write_results(Path(args.results), summary, out, space)
-    print(f"Kendall tau {tau:.3f}, Spearman rho {rho:.3f}; results in {args.results}")
-
-
-def cell(arch: str) -> str:
-    """An arch string inside a Markdown table cell (stage separators escaped)."""
-    return arch.replace("|", "\\|")
-
-
-def write_results(path: Path, s: dict, out: Path, space: SearchSpace) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(out / "ranking.png", path.parent / "study_ranking.png")
-    shutil.copy(out / "evolution" / "progress.png", path.parent / "study_evolution_progress.png")
-    a = s["args"]
-    lines = [
-        "# Search quality on real images",
-        "",
-        f"Written by `scripts/study_ranking.py` in {s['minutes']:.0f} minutes on this machine (2 CPU cores).",
-        "Rerun with:",
-        "",
-        "```bash",
-        "python " + " ".join(sys.argv),
-        "```",
-        "",
-        f"Data: `{a['data']}`; space `{space.name}`; supernet trained {a['supernet_epochs']} epochs by SPOS with "
-        f"{a['holdout']} training images held out for the search; each architecture retrained from scratch for "
-        f"{a['epochs']} epochs (batch {a['batch_size']}, lr {a['retrain_lr']}).",
-        "",
-        "## Ranking: inherited weights against retraining",
-        "",
-        f"**Kendall τ = {s['tau']:.3f}, Spearman ρ = {s['rho']:.3f}** over {len(s['rows'])} architectures "
-        f"spread over the MACs range (with the held-out loss instead of top-1 as the score: τ = "
-        f"{s['tau_loss']:.3f}).",
-        "",
-        "| arch | MACs | fitness (held-out train top-1 %) | held-out loss | retrained (val top-1 %) |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    lines += [f"| `{cell(r['arch'])}` | {format_macs(r['macs'])} | {r['fitness']:.2f} | {r['fitness_loss']:.3f} | "
-              f"{r['retrained']:.2f} |" for r in s["rows"]]
-    lines += ["", "![ranking](study_ranking.png)", "",
-              f"## Evolution against random search (budget {format_macs(s['budget'])} MACs, equal evaluations)", "",
-              "| strategy | evaluations | best fitness | MACs | retrained val top-1 | arch |",
-              "|---|---:|---:|---:|---:|---|"]
-    lines += [f"| {k} | {w['evaluations']} | {w['fitness']:.2f} | {format_macs(w['macs'])} | {w['retrained']:.2f} | "
-              f"`{cell(w['arch'])}` |" for k, w in s["winners"].items()]
-    lines += ["", "![evolution progress](study_evolution_progress.png)", ""]
-    path.write_text("\n".join(lines))
+    command = "python scripts/study_ranking.py " + " ".join(sys.argv[1:])
+    study = Study(args)
+    study.space = SearchSpace.from_yaml(args.config)
+    study.data = class_subset(args.data, args.classes, Path(args.work) / f"data-{args.classes}classes")
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    study.budget = parse_budget(args.budget) if args.budget else \
+        statistics.median(study.space.cost_table.macs(study.space.sample(rng)) for _ in range(2000))
+    archs = pick_archs(study.space, args.spread, args.window, study.budget, args.seed)
+    names = [(f"{g}{i}", a) for g, members in archs.items() for i, a in enumerate(members)]
+    jobs = ([f"supernet-{s}" for s in args.samplers] + [f"retrain-{n}-seed{s}" for n, _ in names for s in args.seeds]
+            + ["search-evolution", "search-random"]
+            + [f"retrain-winner-{k}-seed{s}" for k in ("evolution", "random") for s in args.seeds])
+    images = len(load_split(study.data, "train", study.space)) - args.holdout
+    print(f"{len(jobs)} jobs, {sum(study.record(j) is None for j in jobs)} to run: about "
+          f"{estimate_minutes(args, study, jobs, images):.0f} minutes at {args.est_images_per_s:.0f} img/s", flush=True)
+    if not args.report_only:
+        started = time.time()
+        study.fitness(args.samplers[0], [a for _, a in names])
+        for name, arch in names:  # both seeds of one architecture first: partial results stay paired
+            for seed in args.seeds:
+                study.retrain(name, arch, seed)
+            print(f"[{(time.time() - started) / 60:.0f} min] {name} done", flush=True)
+        for sampler in args.samplers[1:]:
+            study.fitness(sampler, [a for _, a in names])
+        for strategy in ("evolution", "random"):
+            winner = Arch.parse(study.search(strategy))
+            for seed in args.seeds:
+                study.retrain(f"winner-{strategy}", winner, seed)
+    result = analyse(study, archs, args.seeds)
+    atomic_write_text(Path(args.out) / "study.json", json.dumps(result, indent=1))
+    write_results(Path(args.results), result, study, command, jobs)
+    print(f"wrote {args.results} and {Path(args.out) / 'study.json'}")
 
 
 if __name__ == "__main__":

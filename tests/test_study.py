@@ -5,17 +5,40 @@ import sys
 from conftest import ROOT
 
 
-def test_study_script_runs_end_to_end_at_a_tiny_setting(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "study_ranking.py"), "--data", "digits", "--config",
-         str(ROOT / "search_spaces" / "digits.yaml"), "--archs", "3", "--epochs", "1", "--supernet-epochs", "1",
-         "--population", "4", "--generations", "2", "--holdout", "150", "--batch-size", "128", "--workers", "0",
-         "--out", str(tmp_path / "study"), "--results", str(tmp_path / "docs" / "results.md")],
+def _study(tmp_path, *extra):
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", str(ROOT / "scripts" / "study_ranking.py"), "--data", "digits", "--config",
+         str(ROOT / "search_spaces" / "digits.yaml"), "--spread", "3", "--window", "2", "--epochs", "1",
+         "--supernet-epochs", "2", "--samplers", "uniform", "sandwich", "--population", "4", "--generations", "2",
+         "--holdout", "150", "--batch-size", "128", "--out", str(tmp_path / "study"), "--work",
+         str(tmp_path / "runs"), "--results", str(tmp_path / "docs" / "results.md"), *extra],
         capture_output=True, text=True, timeout=900, cwd=ROOT)
+
+
+def test_study_script_runs_end_to_end_and_resumes_from_its_records(tmp_path):
+    proc = _study(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "18 jobs, 18 to run" in proc.stdout
     study = json.loads((tmp_path / "study" / "study.json").read_text())
-    assert len(study["rows"]) == 3 and -1 <= study["tau"] <= 1 and set(study["winners"]) == {"evolution", "random"}
-    assert all(w["macs"] <= study["budget"] for w in study["winners"].values())
+    assert len(study["rows"]) == 5 and {r["group"] for r in study["rows"]} == {"spread", "window"}
+    assert all(len(r["seeds"]) == 2 and "fitness_uniform" in r and "fitness_sandwich" in r for r in study["rows"])
+    ranking = study["ranking"]["all"]
+    for name in ("self_tau",):
+        value, low, high = ranking[name]
+        assert -1 <= value <= 1 and low <= high
+    assert {"uniform", "sandwich", "macs", "params"} <= set(ranking)
+    assert set(study["winners"]) == {"evolution", "random"}
     text = (tmp_path / "docs" / "results.md").read_text()
-    assert "Kendall" in text and "study_ranking.png" in text
+    assert "18 of 18 jobs done" in text and "Kendall tau" in text and "study_ranking.png" in text
     assert (tmp_path / "docs" / "study_ranking.png").stat().st_size > 0
+
+    # a lost retraining is redone; every stored one is reused
+    records = tmp_path / "study" / "records"
+    (records / "retrain-spread1-seed1.json").unlink()
+    stamps = {p.name: p.stat().st_mtime_ns for p in records.iterdir()}
+    proc = _study(tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "18 jobs, 1 to run" in proc.stdout
+    assert (records / "retrain-spread1-seed1.json").is_file()
+    assert all(p.stat().st_mtime_ns == stamps[p.name] for p in records.iterdir() if p.name in stamps
+               and not p.name.startswith("fitness"))
