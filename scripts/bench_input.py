@@ -33,6 +33,7 @@ from psvit_nas.samplers import PathSampler
 from psvit_nas.train import TrainConfig, compile_cells, fit, param_groups, warmup_cosine
 
 ROOT = Path(__file__).resolve().parents[1]
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # fit() trains on the same device
 
 
 def per_image_pipeline(space: SearchSpace, aug: Augment) -> v2.Compose:
@@ -64,7 +65,9 @@ def compute_only(net, space, batches, cfg: TrainConfig, cycle=None) -> float:
     start = time.perf_counter()
     for step, (x, y) in enumerate(batches):
         path = cycle[step % len(cycle)] if cycle else sampler.path(step)
-        loss = F.cross_entropy(net(x, path).float(), y, label_smoothing=0.1)
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+            logits = net(x, path)  # bf16 autocast on CUDA, as in fit
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=0.1)
         loss.item()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -90,7 +93,8 @@ def main() -> None:
     space = SearchSpace.from_yaml(args.config)
     aug = Augment.preset("auto", space.image_size)
     cache = CacheConfig("on", args.cache_dir or tempfile.mkdtemp(prefix="psvit-bench-input-"), workers=2)
-    print(f"{args.data}, {space.name} ({space.image_size}px), batch {args.batch}, {torch.get_num_threads()} threads, "
+    print(f"{args.data} on {DEVICE}, {space.name} ({space.image_size}px), batch {args.batch}, "
+          f"{torch.get_num_threads()} threads, "
           f"augmentation {aug}")
 
     # 1. the cache
@@ -116,7 +120,7 @@ def main() -> None:
         rows.append((label, rate(loader, args.input_batches // (4 if workers == 0 else 2))))
     for label, dataset, workers in (("streamed decode + batch augmentation, 2 workers", stream, 2),
                                     ("cached + batch augmentation", train, 0)):
-        loader = TrainLoader(dataset, args.batch, augment, torch.device("cpu"), workers=workers)
+        loader = TrainLoader(dataset, args.batch, augment, DEVICE, workers=workers)
         limit = args.input_batches // 2 if workers else args.input_batches * 4
         rows.append((label, rate(loader.epoch(0), min(limit, len(loader) - 1))))
     print(f"\n2) input path alone (no model), {space.image_size}x{space.image_size}")
@@ -130,8 +134,8 @@ def main() -> None:
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
     e2e_set = Subset(train, order[: args.steps * args.batch].tolist())
     small_val = Subset(val, range(256))
-    ready = list(TrainLoader(e2e_set, args.batch, augment, torch.device("cpu")).epoch(0))
-    net = Supernet(space)
+    ready = list(TrainLoader(e2e_set, args.batch, augment, DEVICE).epoch(0))
+    net = Supernet(space).to(DEVICE)
     e2e, compute = [], []
     work = Path(tempfile.mkdtemp(prefix="psvit-bench-run-"))
     for r in range(args.rounds):
@@ -150,14 +154,14 @@ def main() -> None:
     keep, held = holdout_split(len(train), min(args.fitness_images, len(train) // 10))
     fitness = FitnessSet(args.data, "data", len(held), len(held), 10, 128)
     rng_paths = PathSampler(space, 1)
-    trained = Supernet(space)
+    trained = Supernet(space).to(DEVICE)
     print(f"\n4) fitness evaluation on {len(held)} held-out training images, {args.candidates} candidates")
     print(f"{'images':<10}{'load s':>8}{'candidates/s':>14}{'50-candidate search s':>24}")
     for label, mode in (("streamed", "off"), ("cached", "on")):
         start = time.perf_counter()
         batches, calib = fitness.load(space, CacheConfig(mode, cache.dir, workers=2))
         loaded = time.perf_counter() - start
-        evaluator = Evaluator(trained, batches, calib)
+        evaluator = Evaluator(trained, batches, calib, str(DEVICE))
         start = time.perf_counter()
         for i in range(args.candidates):
             evaluator(rng_paths.path(i))
@@ -171,7 +175,7 @@ def compiled_against_eager(space: SearchSpace, ready, cfg: TrainConfig, rounds: 
     """5) regional torch.compile: warm-up (compilation) time, then steady-state steps on the same paths."""
     sampler = PathSampler(space, cfg.seed)
     cycle = [sampler.path(i) for i in range(paths)]
-    nets = {"eager": Supernet(space), "compiled": Supernet(space)}
+    nets = {"eager": Supernet(space).to(DEVICE), "compiled": Supernet(space).to(DEVICE)}
     nets["compiled"].load_state_dict(nets["eager"].state_dict())
     compile_cells(nets["compiled"])
     print(f"\n5) --compile (regional) against eager, {paths} paths cycled, {len(ready)} steps per round")
