@@ -336,7 +336,7 @@ def main() -> None:
     parser.add_argument("--est-images-per-s", type=float, default=350, help="for the time estimate")
     parser.add_argument("--report-only", action="store_true", help="write the results from the records, run nothing")
     args = parser.parse_args()
-    command = "python scripts/study_ranking.py " + " ".join(sys.argv[1:])
+    command = " ".join(["python scripts/study_ranking.py", *(a for a in sys.argv[1:] if a != "--report-only")])
     study = Study(args)
     study.space = SearchSpace.from_yaml(args.config)
     study.data = class_subset(args.data, args.classes, Path(args.work) / f"data-{args.classes}classes")
