@@ -61,7 +61,7 @@ def cell_cost(choice: str, n: int, c: int, heads: int, mlp_ratio: float, token_s
         return _layer(_add(attention, head_mix), n, c, mlp_ratio)
     if choice == "lsla":
         _, table = relative_index(token_shape, cls_token)
-        lsla = _add(_linear(n, c, c), _linear(n, c, c), (2 * n * n * c, heads + 2 * heads * table))
+        lsla = _add(_linear(n, c, c), _linear(n, c, c), (2 * n * n * c, 3 * heads * table))  # scale, inner, outer
         return _layer(lsla, n, c, mlp_ratio)
     raise ValueError(f"unknown cell choice {choice!r}")
 

@@ -5,7 +5,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from .nn import Pool1d, Pool2d, Stem, make_cell
+from .nn import Pool1d, Pool2d, Stem, layer_norm, make_cell
 from .space import ArchSpec, SearchSpace
 
 
@@ -22,7 +22,7 @@ class Trunk(nn.Module):
         self.pools = nn.ModuleList(
             Pool1d(widths[i], widths[i + 1]) if space.pooling == "1d" else Pool2d(widths[i], widths[i + 1], shapes[i])
             for i in range(len(widths) - 1))
-        self.norm = nn.LayerNorm(widths[-1])
+        self.norm = layer_norm(widths[-1])
         self.head = nn.Linear(widths[-1], space.num_classes)
         self.apply(init_weights)
 

@@ -43,6 +43,41 @@ def test_maps_labels_and_similarity_structure(tmp_path):
     assert (tmp_path / "attention_similarity.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_like_compared_with_like_share_pairs_apart_and_entropy():
+    arch = Arch((("reattn", "share", "reattn", "layer", "identity", "identity"),) + ARCH.stages[1:])
+    model = PSViT.from_spec(SPACE.spec(arch))
+    labels = layer_labels(model)
+    r1, a, b, r2, plain = (labels.index(x) for x in ("1.1:reattn", "1.2:share-a", "1.2:share-b", "1.3:reattn",
+                                                     "1.4:layer"))
+    result = analyze(model, _images(), threshold=0.5)
+    sim, used = result["similarity"], result["map_used"]
+    assert used[r1][r2] == "reattn-mixed" and used[r1][plain] == "softmax" and used[a][b] == "softmax"
+    maps = attention_maps(model, _images())
+    # a Re-Attention layer meets other layers with its softmax map: a distribution, so non-negative cosines
+    assert sim[r1][a] > 0.1 and sim[r2][plain] > 0.1
+    expected = torch.nn.functional.cosine_similarity(maps[r1].mixed, maps[r2].mixed, dim=-1).mean().item()
+    assert abs(sim[r1][r2] - expected) < 1e-6
+    # the share pair (one map, similarity 1 by construction) is reported apart from adjacent pairs
+    assert result["share_pairs"] == 2 and abs(sim[a][b] - 1.0) < 1e-6
+    adjacent = [(i, i + 1) for i in range(len(labels) - 1) if stage(labels[i]) == stage(labels[i + 1])
+                and not (labels[i].endswith("share-a") and labels[i + 1].endswith("share-b"))]
+    assert (a, b) not in adjacent and len(adjacent) == result["adjacent_pairs"]
+    assert result["adjacent_above"] == sum(sim[i][j] > 0.5 for i, j in adjacent)
+    assert all(0.0 < e <= 1.0 + 1e-6 for e in result["entropy"])
+    with torch.no_grad():  # zero queries and keys: every map is uniform, relative entropy 1
+        for name, p in model.named_parameters():
+            if name.endswith(("qkv.weight", "qkv.bias", ".q.weight", ".q.bias", "inner_bias")):
+                p.zero_()
+            if name.endswith("scale"):
+                p.zero_()
+    uniform = analyze(model, _images())["entropy"]
+    assert all(abs(e - 1.0) < 1e-5 for e in uniform)
+
+
+def stage(label: str) -> str:
+    return label.split(".")[0]
+
+
 def test_analyze_command_on_real_images(tmp_path, tiny_imagenet_dir, capsys):
     spec_path = tmp_path / "arch.yaml"
     SPACE.spec(ARCH).to_yaml(spec_path)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from psvit_nas.nn import (Attention, LSLAttention, ReAttention, SharePair, Pool1d, Pool2d,
@@ -13,7 +14,7 @@ def test_every_choice_keeps_token_shape():
         maps = []
         assert cell(x, maps).shape == (B, N, C)
         assert len(maps) == {"identity": 0, "share": 2}.get(choice, 1)
-        assert all(m.shape == (B, H, N, N) for m in maps)
+        assert all(m.shape == (B, H, N, N) for m in (maps[0] if choice == "reattn" else maps))
 
 
 def test_fused_and_explicit_attention_agree():
@@ -58,6 +59,9 @@ def test_reattention_mixes_heads_and_plain_attention_does_not():
         before = module(x, return_attn=True)[1]
         _head0_query_perturbed(module)
         after = module(x, return_attn=True)[1]
+        if mixes:  # the softmax maps stay per head; the applied (mixed) maps do not
+            assert torch.allclose(before.softmax[:, 1:], after.softmax[:, 1:])
+            before, after = before.mixed, after.mixed
         assert not torch.allclose(before[:, 0], after[:, 0])
         assert torch.allclose(before[:, 1:], after[:, 1:]) != mixes
 
@@ -70,10 +74,29 @@ def test_lsla_projects_only_q_and_starts_with_zero_outer_bias():
     x = torch.randn(B, N, C)
     out, amap = module(x)
     assert out.shape == (B, N, C)
-    torch.testing.assert_close(amap.sum(-1), torch.ones(B, H, N))  # zero outer bias: still a softmax
+    torch.testing.assert_close(amap.sum(-1), torch.ones(B, H, N))  # the map reported is the softmax map
     with torch.no_grad():
         module.outer_bias += 0.1
-    assert not torch.allclose(module(x)[0], out)
+    out2, amap2 = module(x)
+    assert not torch.allclose(out2, out) and torch.equal(amap2, amap)  # the outer bias acts after the softmax
+
+
+def test_lsla_dynamic_scale_is_one_value_per_head_and_offset_and_learns_per_offset():
+    module = LSLAttention(C, H, (4, 4), cls_token=False)
+    _, size = relative_index((4, 4), cls_token=False)
+    assert module.scale.shape == (H, size)
+    torch.testing.assert_close(module.scale, torch.full((H, size), (C // H) ** -0.5))  # the fixed scale at init
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.5)
+    x = torch.randn(B, N, C)
+    module(x)[0].square().mean().backward()
+    optimizer.step()
+    per_offset = module.scale.detach()
+    assert (per_offset.std(dim=1) > 1e-4).all()  # every head's scale now differs across relative offsets
+    # the scale that multiplies logit (t, s) is the table entry of the offset between t and s
+    index = module.rel_index
+    scale_map = module._bias(module.scale)
+    assert torch.equal(scale_map[:, 0, 1], per_offset[:, index[0, 1]])
+    assert not torch.equal(scale_map[:, 0, 1], scale_map[:, 0, 5])
 
 
 def test_relative_index_covers_offsets():
@@ -88,3 +111,29 @@ def test_token_pooling_shapes():
     x = torch.randn(B, 1 + 16, C)
     assert Pool1d(C, 48)(x).shape == (B, 1 + 8, 48)
     assert Pool2d(C, 48, (4, 4))(x[:, 1:]).shape == (B, 4, 48)
+
+
+def test_deit_tiny_spec_gives_timm_logits_with_timm_weights():
+    """LayerNorm eps 1e-6 as in timm/DeiT: timm's deit_tiny weights in the deit_tiny.yaml model, same logits."""
+    timm = pytest.importorskip("timm")  # in the test extra; skipped only where the extra is not installed
+    from conftest import SPACES
+    from psvit_nas import ArchSpec, PSViT
+
+    torch.manual_seed(0)
+    reference = timm.create_model("deit_tiny_patch16_224", pretrained=False).eval()
+    for p in reference.parameters():  # timm zero-inits some biases; make every weight count
+        p.data.add_(0.02 * torch.randn_like(p))
+    renames = {"cls_token": "stem.cls_token", "pos_embed": "stem.pos_embed", "patch_embed.": "stem.",
+               "blocks.": "stages.0."}
+    state = {}
+    for key, value in reference.state_dict().items():
+        for old, new in renames.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+        state[key] = value
+    model = PSViT.from_spec(ArchSpec.from_yaml(SPACES / "deit_tiny.yaml")).eval()
+    model.load_state_dict(state)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        diff = (model(x) - reference(x)).abs().max().item()
+    assert diff < 1e-4, diff

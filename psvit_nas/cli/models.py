@@ -119,7 +119,12 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     share = result["adjacent_share_above"]
     print(f"{len(result['layers'])} attention layers, {result['images']} validation images: "
           f"{result['adjacent_above']} of {result['adjacent_pairs']} adjacent layer pairs "
-          f"({100 * share:.0f} %) have attention-map similarity above {args.threshold}")
+          f"({100 * share:.0f} %) have attention-map similarity above {args.threshold} "
+          f"(the {result['share_pairs']} share pairs, one map each, left out)")
+    entropy = [e for e in result["entropy"] if e == e]
+    if entropy:
+        print(f"attention entropy relative to a uniform map: {min(entropy):.2f} to {max(entropy):.2f} "
+              "(near 1: near-uniform maps, alike without meaning much)")
     print(f"wrote {Path(args.out) / 'attention_similarity.png'} and attention_similarity.json")
 
 

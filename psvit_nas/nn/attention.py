@@ -1,6 +1,8 @@
 """Attention variants.
 
-Every variant maps (B, N, C) tokens to (B, N, C) and returns `(out, attn_map)`. A map is
+Every variant maps (B, N, C) tokens to (B, N, C) and returns `(out, attn_map)`, the map being
+the post-softmax one (a distribution over keys per query); Re-Attention returns both its
+softmax map and the signed, head-mixed map it applies (`ReAttentionMaps`). A map is
 materialised only when someone needs it: a `share` partner, Re-Attention, LSLA, an
 analysis, or the explicit-matmul mode used to verify the cost model. Otherwise
 `Attention` runs through `F.scaled_dot_product_attention`.
@@ -10,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +83,13 @@ class SharedAttention(nn.Module):
         return self.proj(merge_heads(out)), attn
 
 
+class ReAttentionMaps(NamedTuple):
+    """A Re-Attention layer's maps: `softmax` (before the head mix) and `mixed` (mixed, BatchNorm'd, applied)."""
+
+    softmax: Tensor
+    mixed: Tensor
+
+
 class ReAttention(Attention):
     """DeepViT Re-Attention: the softmax map is mixed across heads (1x1 conv), BatchNorm'd, then applied."""
 
@@ -89,15 +98,15 @@ class ReAttention(Attention):
         self.reattn = nn.Conv2d(heads, heads, kernel_size=1)
         self.norm = nn.BatchNorm2d(heads)
 
-    def forward(self, x: Tensor, return_attn: bool = False) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, return_attn: bool = False) -> tuple[Tensor, ReAttentionMaps]:
         q, k, v = self._qkv(x)
         attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
         b, h, n, _ = attn.shape
         # The 1x1 conv over heads, written as one (H x H) @ (H x N*N) matmul: same weights, same MACs,
         # several times faster than a convolution on CPU.
         mixed = self.reattn.weight.view(h, h) @ attn.reshape(b, h, n * n) + self.reattn.bias.view(h, 1)
-        attn = self.norm(mixed.view(b, h, n, n))
-        return self.proj(merge_heads(attn @ v)), attn
+        applied = self.norm(mixed.view(b, h, n, n))
+        return self.proj(merge_heads(applied @ v)), ReAttentionMaps(attn, applied)
 
 
 def relative_index(shape: tuple[int, ...], cls_token: bool) -> tuple[Tensor, int]:
@@ -118,9 +127,11 @@ def relative_index(shape: tuple[int, ...], cls_token: bool) -> tuple[Tensor, int
 class LSLAttention(nn.Module):
     """ViT-LSLA light self-limited attention.
 
-    Only Q is projected; K = V = X split into heads. Logits use a learnable per-head scale
-    plus a relative position bias inside the softmax; an outer relative position bias
-    (initialised at zero) is added after the softmax; then the output projection.
+    Only Q is projected; K = V = X split into heads. The logits are multiplied by a dynamic
+    scale and shifted by an inner relative position bias before the softmax; an outer relative
+    position bias (initialised at zero) is added after it; then the output projection. The
+    dynamic scale has the inner bias's structure, one learnable value per head and relative
+    offset (initialised at the fixed 1/sqrt(d)), so keys near the query can get a larger scale.
     """
 
     def __init__(self, dim: int, heads: int, token_shape: tuple[int, ...], cls_token: bool,
@@ -128,9 +139,9 @@ class LSLAttention(nn.Module):
         super().__init__()
         self.heads = heads
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
-        self.scale = nn.Parameter(torch.full((heads, 1, 1), (dim // heads) ** -0.5))
         index, size = relative_index(token_shape, cls_token)
         self.register_buffer("rel_index", index, persistent=False)
+        self.scale = nn.Parameter(torch.full((heads, size), (dim // heads) ** -0.5))
         self.inner_bias = nn.Parameter(torch.zeros(heads, size))
         self.outer_bias = nn.Parameter(torch.zeros(heads, size))
         nn.init.trunc_normal_(self.inner_bias, std=0.02)
@@ -139,9 +150,9 @@ class LSLAttention(nn.Module):
     def forward(self, x: Tensor, return_attn: bool = False) -> tuple[Tensor, Tensor]:
         q = split_heads(self.q(x), self.heads)
         kv = split_heads(x, self.heads)
-        logits = (q @ kv.transpose(-2, -1)) * self.scale + self._bias(self.inner_bias)
-        attn = logits.softmax(dim=-1) + self._bias(self.outer_bias)
-        return self.proj(merge_heads(attn @ kv)), attn
+        logits = (q @ kv.transpose(-2, -1)) * self._bias(self.scale) + self._bias(self.inner_bias)
+        attn = logits.softmax(dim=-1)
+        return self.proj(merge_heads((attn + self._bias(self.outer_bias)) @ kv)), attn
 
     def _bias(self, table: Tensor) -> Tensor:
         """(heads, table) -> (heads, N, N); index_select's backward is a plain index_add (2-3x faster)."""

@@ -10,6 +10,11 @@ from torch import Tensor, nn
 from .attention import Attention, LSLAttention, ReAttention, SharedAttention
 
 
+def layer_norm(dim: int) -> nn.LayerNorm:
+    """LayerNorm with eps 1e-6, as in timm's ViT and DeiT (so their weights load and give the same logits)."""
+    return nn.LayerNorm(dim, eps=1e-6)
+
+
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
@@ -26,9 +31,9 @@ class Block(nn.Module):
 
     def __init__(self, dim: int, attn: nn.Module, mlp_ratio: float) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = layer_norm(dim)
         self.attn = attn
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = layer_norm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def run(self, x: Tensor, **attn_kwargs) -> tuple[Tensor, Tensor | None]:

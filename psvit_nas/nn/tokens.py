@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .blocks import layer_norm
+
 
 class Stem(nn.Module):
     """Patch-embedding convolution plus a learned position embedding (and a CLS token for 1-D)."""
@@ -43,7 +45,7 @@ class Pool2d(nn.Module):
         super().__init__()
         self.grid = grid
         self.conv = nn.Conv2d(dim_in, dim_out, kernel_size=3, stride=2, padding=1)
-        self.norm = nn.LayerNorm(dim_out)
+        self.norm = layer_norm(dim_out)
 
     def forward(self, x: Tensor) -> Tensor:
         b, _, c = x.shape
