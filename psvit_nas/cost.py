@@ -88,8 +88,8 @@ class CostTable:
              for c in st.choices}
             for s, st in enumerate(stages)]
         self.cell_macs = [{c: v[0] for c, v in stage.items()} for stage in self.cells]
-        self._fixed_macs = sum(v[0] for v in self.fixed.values())
-        self.macs_range = tuple(self._fixed_macs + sum(pick(st.values()) * space.stages[s].cells
+        self.fixed_macs = sum(v[0] for v in self.fixed.values())
+        self.macs_range = tuple(self.fixed_macs + sum(pick(st.values()) * space.stages[s].cells
                                                        for s, st in enumerate(self.cell_macs))
                                 for pick in (min, max))
         fixed_params = sum(v[1] for v in self.fixed.values())
@@ -99,7 +99,7 @@ class CostTable:
 
     def macs(self, arch: "Arch") -> int:
         """MACs of one arch: the fast path the search calls constantly."""
-        return self._fixed_macs + sum(table[c] for table, stage in zip(self.cell_macs, arch.stages)
+        return self.fixed_macs + sum(table[c] for table, stage in zip(self.cell_macs, arch.stages)
                                       for c in stage)
 
     def __call__(self, arch: "Arch") -> Cost:

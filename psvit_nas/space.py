@@ -11,7 +11,7 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -67,6 +67,31 @@ class Arch:
 
     def to_lists(self) -> list[list[str]]:
         return [list(stage) for stage in self.stages]
+
+
+@dataclass(frozen=True)
+class Limit:
+    """Bounds on an additive cost (MACs, predicted latency): fixed parts plus one table entry per cell."""
+
+    name: str                                  # what is limited, for messages: "MACs", "latency"
+    option: str                                # the option that set the upper bound, e.g. --latency
+    cells: tuple[Mapping[str, float], ...]     # per stage: choice -> cost of one cell
+    fixed: float
+    high: float | None = None
+    low: float | None = None
+    fmt: Callable[[float], str] = format_macs
+
+    def value(self, arch: Arch) -> float:
+        return self.fixed + sum(table[c] for table, stage in zip(self.cells, arch.stages) for c in stage)
+
+    def ok(self, arch: Arch) -> bool:
+        value = self.value(arch)
+        return (self.high is None or value <= self.high) and (self.low is None or value >= self.low)
+
+    def extremes(self, space: "SearchSpace") -> tuple[float, float]:
+        """The smallest and largest cost of any architecture of `space`."""
+        return tuple(self.fixed + sum(pick(t.values()) * st.cells for t, st in zip(self.cells, space.stages))
+                     for pick in (min, max))
 
 
 @dataclass(frozen=True)
@@ -192,22 +217,29 @@ class SearchSpace:
         return arch
 
     def sample(self, rng: random.Random, max_macs: float | None = None, min_macs: float | None = None,
-               tries: int = 200) -> Arch:
+               tries: int = 200, limits: Sequence[Limit] = ()) -> Arch:
         """A uniformly random architecture; with a budget, rejection sampling then repair."""
-        self.check_budget(max_macs, min_macs)
+        self.check_budget(max_macs, min_macs, limits=limits)
         arch = Arch(tuple(tuple(rng.choice(s.choices) for _ in range(s.cells)) for s in self.stages))
         for _ in range(tries):
-            if self.within(arch, max_macs, min_macs):
+            if self.within(arch, max_macs, min_macs, limits):
                 return arch
             arch = Arch(tuple(tuple(rng.choice(s.choices) for _ in range(s.cells)) for s in self.stages))
-        return self.repair(arch, rng, max_macs, min_macs)
+        return self.repair(arch, rng, max_macs, min_macs, limits=limits)
 
-    def within(self, arch: Arch, max_macs: float | None = None, min_macs: float | None = None) -> bool:
+    def within(self, arch: Arch, max_macs: float | None = None, min_macs: float | None = None,
+               limits: Sequence[Limit] = ()) -> bool:
         macs = self.cost_table.macs(arch)
-        return (max_macs is None or macs <= max_macs) and (min_macs is None or macs >= min_macs)
+        return (max_macs is None or macs <= max_macs) and (min_macs is None or macs >= min_macs) and \
+            all(limit.ok(arch) for limit in limits)
+
+    def macs_limit(self, max_macs: float | None, min_macs: float | None, option: str = "--flops") -> Limit:
+        """The MACs budget as a `Limit`."""
+        table = self.cost_table
+        return Limit("MACs", option, tuple(table.cell_macs), table.fixed_macs, max_macs, min_macs)
 
     def check_budget(self, max_macs: float | None, min_macs: float | None, source: str | None = None,
-                     fields: tuple[str, str] = ("--flops", "--min-flops")) -> None:
+                     fields: tuple[str, str] = ("--flops", "--min-flops"), limits: Sequence[Limit] = ()) -> None:
         """Raise ConfigError when no architecture of the space can satisfy the budget."""
         low, high = self.cost_table.macs_range
         if max_macs is not None and max_macs < low:
@@ -219,29 +251,38 @@ class SearchSpace:
         if max_macs is not None and min_macs is not None and min_macs > max_macs:
             raise ConfigError(source, fields[1], f"minimum {format_macs(min_macs)} MACs is above the budget "
                               f"{format_macs(max_macs)} MACs")
+        for limit in limits:
+            least, most = limit.extremes(self)
+            if limit.high is not None and limit.high < least:
+                raise ConfigError(source, limit.option, f"budget {limit.fmt(limit.high)} {limit.name} is below the "
+                                  f"fastest architecture of space {self.name!r} ({limit.fmt(least)})")
+            if limit.low is not None and limit.low > most:
+                raise ConfigError(source, limit.option, f"minimum {limit.fmt(limit.low)} {limit.name} is above the "
+                                  f"largest of space {self.name!r} ({limit.fmt(most)})")
 
     def repair(self, arch: Arch, rng: random.Random, max_macs: float | None = None,
-               min_macs: float | None = None, steps: int = 1000) -> Arch:
-        """Move random cells to cheaper (or dearer) choices until the arch fits the budget."""
-        table = self.cost_table
+               min_macs: float | None = None, steps: int = 1000, limits: Sequence[Limit] = ()) -> Arch:
+        """Move random cells to cheaper (or dearer) choices until the arch satisfies every limit."""
+        every = [self.macs_limit(max_macs, min_macs), *limits]
         cells = [list(stage) for stage in arch.stages]
         for _ in range(steps):
-            macs = table.macs(Arch.from_lists(cells))
-            too_big = max_macs is not None and macs > max_macs
-            too_small = min_macs is not None and macs < min_macs
-            if not (too_big or too_small):
-                return Arch.from_lists(cells)
+            current = Arch.from_lists(cells)
+            broken = next((limit for limit in every if not limit.ok(current)), None)
+            if broken is None:
+                return current
+            too_big = broken.high is not None and broken.value(current) > broken.high
             moves = []
             for s, stage in enumerate(cells):
+                costs = broken.cells[s]
                 for i, choice in enumerate(stage):
-                    here = table.cell_macs[s][choice]
                     better = [c for c in self.stages[s].choices
-                              if (table.cell_macs[s][c] < here if too_big else table.cell_macs[s][c] > here)]
+                              if (costs[c] < costs[choice] if too_big else costs[c] > costs[choice])]
                     moves.extend((s, i, c) for c in better)
             s, i, c = rng.choice(moves)
             cells[s][i] = c
-        raise ConfigError(None, None, f"no architecture of space {self.name!r} found between "
-                          f"{format_macs(min_macs or 0)} and {format_macs(max_macs or float('inf'))} MACs")
+        bounds = "; ".join(f"{limit.name} {limit.fmt(limit.low or 0)} to "
+                           f"{'inf' if limit.high is None else limit.fmt(limit.high)}" for limit in every)
+        raise ConfigError(None, None, f"no architecture of space {self.name!r} found within {bounds}")
 
     def mutate(self, arch: Arch, rng: random.Random, prob: float) -> Arch:
         """Each cell independently takes a new uniformly drawn choice with probability `prob`."""

@@ -1,14 +1,13 @@
-"""`eval`, `export`, `analyze`: a searched architecture with standalone or inherited weights."""
+"""`eval`, `analyze`: a searched architecture with standalone or inherited weights."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-from ..cost import count_cost
 from ..errors import ConfigError
-from ..space import ArchSpec, format_macs
-from .common import add_cache_args, add_data_args, cache_config, command, format_params, loader_workers
+from ..space import ArchSpec
+from .common import add_data_args, cache_config, command, loader_workers
 
 def load_weights(path: str, spec: ArchSpec):
     """A PSViT for `spec` with the weights of an exported model.pt or a standalone training checkpoint."""
@@ -55,7 +54,7 @@ def _inherited_model(args: argparse.Namespace, spec: ArchSpec):
                            lambda: _fitness_set(spec, checkpoint, args).load(spec.space, cache_config(args))[1])
 
 
-def _model(args: argparse.Namespace, spec: ArchSpec):
+def inherited_or_standalone(args: argparse.Namespace, spec: ArchSpec):
     """The model named by --weights (standalone) or --supernet (inherited weights)."""
     if bool(args.weights) == bool(args.supernet):
         raise ConfigError(None, "--weights/--supernet", "give exactly one of --weights and --supernet")
@@ -69,7 +68,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from ..search import FitnessSet
 
     spec = ArchSpec.from_yaml(args.arch)
-    model = _model(args, spec)
+    model = inherited_or_standalone(args, spec)
     if args.split == "search":
         if "fitness_set" not in spec.metrics:
             raise ConfigError(args.arch, "fitness_set", "this spec records no search images; use a best.yaml "
@@ -88,20 +87,6 @@ def cmd_eval(args: argparse.Namespace) -> None:
               f"{result['images_per_s']:.0f} img/s on {result['images']} {where}")
 
 
-@command("export")
-def cmd_export(args: argparse.Namespace) -> None:
-    import torch
-
-    from ..io import atomic_write
-
-    spec = ArchSpec.from_yaml(args.arch)
-    model = _inherited_model(args, spec)
-    atomic_write(args.out, lambda tmp: torch.save(model.state_dict(), tmp))
-    cost = count_cost(spec)
-    print(f"wrote {args.out}: {spec.arch} ({format_macs(cost.macs)} MACs, {format_params(cost.params)} params); "
-          f"load it with PSViT.from_spec(ArchSpec.from_yaml(...)).load_state_dict(torch.load(...))")
-
-
 @command("analyze")
 def cmd_analyze(args: argparse.Namespace) -> None:
     import torch
@@ -110,7 +95,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     from ..data import EvalBatches, load_images
 
     spec = ArchSpec.from_yaml(args.arch)
-    model = _model(args, spec)
+    model = inherited_or_standalone(args, spec)
     val_set = load_images(args.data, "val", spec.space, args.data_dir, cache_config(args))
     first = torch.utils.data.Subset(val_set, range(min(args.images, len(val_set))))
     images = torch.cat([x for x, _ in EvalBatches(first, spec.space.image_size)])
@@ -149,11 +134,3 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=int, default=64, help="fixed validation images analysed")
     p.add_argument("--threshold", type=float, default=0.8)
     p.add_argument("--bn-batches", type=int, default=10, help="training batches for BatchNorm recalibration")
-    p = sub.add_parser("export", help="a standalone model.pt with the path's inherited weights")
-    p.add_argument("--supernet", required=True, help="train-supernet checkpoint")
-    p.add_argument("--arch", required=True, help="architecture spec (best.yaml)")
-    p.add_argument("--out", required=True, help="model.pt to write")
-    p.add_argument("--data", default=None, help="dataset for BatchNorm recalibration (default: the supernet's)")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--bn-batches", type=int, default=10)
-    add_cache_args(p)

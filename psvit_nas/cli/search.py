@@ -1,8 +1,9 @@
-"""`evolve`: search a trained supernet under a budget."""
+"""`evolve`: search a trained supernet under a MACs and/or latency budget."""
 from __future__ import annotations
 
 import argparse
 
+from ..errors import ConfigError
 from ..space import parse_budget
 from .common import add_cache_args, cache_config, command
 
@@ -10,23 +11,36 @@ from .common import add_cache_args, cache_config, command
 def cmd_evolve(args: argparse.Namespace) -> None:
     from ..search import SearchConfig, evolve, fitness_set_for, load_supernet
 
-    max_macs = parse_budget(args.flops, field_name="--flops")
+    from ..latency import LatencyTable, parse_latency
+
+    if not (args.flops or args.latency or (args.strategy == "nsga2" and args.latency_table)):
+        raise ConfigError(None, "--flops/--latency", "give a MACs budget (--flops 1.3G), a latency budget "
+                          "(--latency 25ms --latency-table lut.json), or both")
+    if args.latency and not args.latency_table:
+        raise ConfigError(None, "--latency-table", "a latency budget needs a table; measure one with "
+                          "psvit-nas latency --config SPACE --out lut.json")
+    max_macs = parse_budget(args.flops, field_name="--flops") if args.flops else None
     min_macs = parse_budget(args.min_flops, field_name="--min-flops") if args.min_flops else None
+    max_latency = parse_latency(args.latency) if args.latency else None
+    latency = LatencyTable.load(args.latency_table) if args.latency_table else None
     cfg = SearchConfig(strategy=args.strategy, population=args.population, generations=args.generations,
                        topk=args.topk, mutation_prob=args.mutation_prob, max_macs=max_macs, min_macs=min_macs,
-                       seed=args.seed)
+                       max_latency_ms=max_latency, seed=args.seed)
     _, checkpoint = load_supernet(args.supernet)
     fitness = fitness_set_for(checkpoint, args.supernet, args.data, args.data_dir, args.search_val_size,
                               args.bn_batches)
     evolve(args.supernet, cfg, fitness, args.out, backend=args.backend, ray_address=args.ray_address,
-           workers=args.ray_workers, resume=args.resume, cache=cache_config(args))
+           workers=args.ray_workers, resume=args.resume, cache=cache_config(args), latency=latency)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """This group's subcommands and their arguments."""
-    p = sub.add_parser("evolve", help="search a trained supernet under a MACs budget")
+    p = sub.add_parser("evolve", help="search a trained supernet under a MACs and/or latency budget")
     p.add_argument("--supernet", required=True, help="train-supernet checkpoint (last.pt)")
-    p.add_argument("--flops", required=True, help="MACs budget, e.g. 1.3G")
+    p.add_argument("--flops", help="MACs budget, e.g. 1.3G")
+    p.add_argument("--latency", help="predicted-latency budget, e.g. 25ms (needs --latency-table)")
+    p.add_argument("--latency-table", help="a table from psvit-nas latency; with --strategy nsga2 and no "
+                   "--latency, the search trades accuracy against predicted latency")
     p.add_argument("--min-flops", help="smallest MACs, e.g. 1.0G")
     p.add_argument("--data", default=None, help="dataset (default: the supernet's)")
     p.add_argument("--data-dir", default=None, help="where cifar10/cifar100 live (default: the supernet's)")

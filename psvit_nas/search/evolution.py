@@ -17,6 +17,7 @@ from deap import base, creator, tools
 
 from ..errors import ConfigError
 from ..io import atomic_write_text
+from ..latency import LatencyTable
 from ..space import Arch, SearchSpace
 
 STRATEGIES = ("evolution", "random", "nsga2")
@@ -37,6 +38,7 @@ class SearchConfig:
     mutation_prob: float = 0.1
     max_macs: float | None = None
     min_macs: float | None = None
+    max_latency_ms: float | None = None
     seed: int = 0
     retries: int = 50
 
@@ -59,6 +61,7 @@ class Record:
     fitness: float
     macs: int
     params: int
+    latency_ms: float | None = None  # predicted, when the search has a latency table
 
 
 @dataclass
@@ -77,8 +80,14 @@ class Search:
     """One search run in `out`: `run()` returns the history; `best` and `pareto_front()` read it."""
 
     def __init__(self, space: SearchSpace, cfg: SearchConfig, score: Score, out: str | Path,
-                 on_generation: Callable[[int], None] | None = None) -> None:
-        space.check_budget(cfg.max_macs, cfg.min_macs)
+                 on_generation: Callable[[int], None] | None = None, latency: LatencyTable | None = None) -> None:
+        if cfg.max_latency_ms is not None and latency is None:
+            raise ConfigError(None, "--latency", "a latency budget needs --latency-table")
+        if latency is not None:
+            latency.check_space(space)
+        self.latency = latency
+        self.limits = [latency.limit(cfg.max_latency_ms)] if cfg.max_latency_ms is not None else []
+        space.check_budget(cfg.max_macs, cfg.min_macs, limits=self.limits)
         self.space, self.cfg, self.score, self.out = space, cfg, score, Path(out)
         self.on_generation = on_generation
         self.table = space.cost_table
@@ -109,7 +118,7 @@ class Search:
         return self.state.history
 
     def _sample(self) -> Arch:
-        return self.space.sample(self.rng, self.cfg.max_macs, self.cfg.min_macs)
+        return self.space.sample(self.rng, self.cfg.max_macs, self.cfg.min_macs, limits=self.limits)
 
     def _unique(self, existing: Sequence[Arch], count: int, make: Callable[[], Arch]) -> list[Arch]:
         """`count` new archs not in `existing` nor already evaluated (duplicates allowed after many tries)."""
@@ -132,9 +141,9 @@ class Search:
                 child = self.space.mutate(self.rng.choice(parents), self.rng, self.cfg.mutation_prob)
             else:
                 child = self.space.crossover(*self.rng.sample(list(parents), 2), self.rng)[0]
-            if self.space.within(child, self.cfg.max_macs, self.cfg.min_macs):
+            if self.space.within(child, self.cfg.max_macs, self.cfg.min_macs, self.limits):
                 return child
-        return self.space.repair(child, self.rng, self.cfg.max_macs, self.cfg.min_macs)
+        return self.space.repair(child, self.rng, self.cfg.max_macs, self.cfg.min_macs, limits=self.limits)
 
     def _next_generation(self, population: list[Arch]) -> list[Arch]:
         if self.cfg.strategy == "nsga2":
@@ -149,9 +158,13 @@ class Search:
         for arch in archs:
             ind = kind([str(arch)])
             ind.fitness.values = (self.fitness[str(arch)],) if kind is creator.PsvitIndividual else \
-                (self.fitness[str(arch)], self.table.macs(arch))
+                (self.fitness[str(arch)], self.cost_of(arch))
             out.append(ind)
         return out
+
+    def cost_of(self, arch: Arch) -> float:
+        """The cost NSGA-II and the Pareto front trade accuracy against: predicted latency if known, else MACs."""
+        return self.latency.predict(arch) if self.latency else self.table.macs(arch)
 
     def _nsga2_survivors(self, population: list[Arch]) -> list[Arch]:
         chosen = tools.selNSGA2(self._individuals(population, creator.PsvitParetoIndividual), self.cfg.population)
@@ -162,7 +175,8 @@ class Search:
         for arch, value in zip(new, self.score(new)):
             self.fitness[str(arch)] = value
             cost = self.table(arch)
-            self.state.history.append(Record(generation, str(arch), value, cost.macs, cost.params))
+            latency = self.latency.predict(arch) if self.latency else None
+            self.state.history.append(Record(generation, str(arch), value, cost.macs, cost.params, latency))
 
     # ----- results ------------------------------------------------------------------------
     @property
@@ -171,17 +185,20 @@ class Search:
         return max(self.state.history, key=lambda r: (r.fitness, -r.macs))
 
     def pareto_front(self) -> list[Record]:
-        """Accuracy-vs-MACs non-dominated records of everything evaluated (DEAP's sortNondominated)."""
+        """Accuracy-vs-cost (latency or MACs) non-dominated records of everything evaluated (DEAP)."""
         archs = [Arch.parse(r.arch) for r in self.state.history]
         front = tools.sortNondominated(self._individuals(archs, creator.PsvitParetoIndividual), len(archs),
                                        first_front_only=True)[0]
         keep = {ind[0] for ind in front}
-        return sorted((r for r in self.state.history if r.arch in keep), key=lambda r: r.macs)
+        return sorted((r for r in self.state.history if r.arch in keep),
+                      key=lambda r: self.cost_of(Arch.parse(r.arch)))
 
     # ----- state --------------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
         """What a resumed search must share with the saved one: the settings and the space."""
-        return {**asdict(self.cfg), "space": self.space.to_dict()}
+        table = {k: v for k, v in asdict(self.latency).items() if k not in ("validation", "source")} \
+            if self.latency else None
+        return {**asdict(self.cfg), "space": self.space.to_dict(), "latency_table": table}
 
     def _save(self) -> None:
         self.state.rng = self.rng.getstate()
@@ -196,9 +213,9 @@ class Search:
             raise ConfigError(str(path), None, "no saved search to resume")
         data = json.loads(path.read_text())
         config = self._config()
-        if data["config"] != config:
-            changed = sorted(k for k in data["config"] if data["config"][k] != config.get(k))
-            raise ConfigError(str(path), ", ".join(changed) or "config",
+        changed = sorted(k for k in set(data["config"]) | set(config) if data["config"].get(k) != config.get(k))
+        if changed:  # a setting absent from an older state counts as unset
+            raise ConfigError(str(path), ", ".join(changed),
                               "differs from this command's settings; resume with the same settings")
         version, internal, gauss = data["rng"]
         self.rng.setstate((version, tuple(internal), gauss))

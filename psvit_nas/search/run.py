@@ -15,6 +15,7 @@ from tqdm import tqdm
 from ..data import CacheConfig
 from ..errors import ConfigError
 from ..io import atomic_write_text
+from ..latency import LatencyTable
 from ..space import Arch, format_macs
 from ..supernet import Supernet
 from ..train import load_checkpoint
@@ -39,12 +40,17 @@ def load_supernet(path: str | Path) -> tuple[Supernet, dict]:
 
 def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str | Path, backend: str = "local",
            ray_address: str | None = None, workers: int | None = None, resume: bool = False,
-           on_generation: Callable[[int], None] | None = None, cache: CacheConfig | None = None) -> Search:
-    """Search the supernet in `supernet_path` under `cfg`'s budget; write best.yaml, history and plots to `out`."""
+           on_generation: Callable[[int], None] | None = None, cache: CacheConfig | None = None,
+           latency: LatencyTable | None = None) -> Search:
+    """Search the supernet in `supernet_path` under `cfg`'s budgets (MACs, and latency predicted by `latency`);
+    write best.yaml, history and plots to `out`."""
     out = Path(out)
     net, _ = load_supernet(supernet_path)
     space = net.space
-    space.check_budget(cfg.max_macs, cfg.min_macs, source=supernet_path)
+    if latency is not None:
+        latency.check_space(space, supernet_path)
+    limits = [latency.limit(cfg.max_latency_ms)] if latency and cfg.max_latency_ms is not None else []
+    space.check_budget(cfg.max_macs, cfg.min_macs, source=supernet_path, limits=limits)
     batches, calib = fitness.load(space, cache)
     key = hashlib.sha1(json.dumps([file_digest(supernet_path), fitness.to_dict()]).encode()).hexdigest()[:16]
     cache = FitnessCache(out / "cache.jsonl", key)
@@ -52,7 +58,8 @@ def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str 
         RayBackend(net, batches, calib, ray_address, workers)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(
         {"command": " ".join(sys.argv), "supernet": str(supernet_path), "backend": backend, "search": asdict(cfg),
-         "fitness_set": fitness.to_dict(), "space": space.to_dict()}, sort_keys=False))
+         "latency_table": latency.source if latency else None, "fitness_set": fitness.to_dict(),
+         "space": space.to_dict()}, sort_keys=False))
     bar = tqdm(total=cfg.evaluations, desc=f"{cfg.strategy} (evaluations)", disable=not sys.stderr.isatty(),
                dynamic_ncols=True)
 
@@ -76,7 +83,7 @@ def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str 
         if on_generation:
             on_generation(generation)
 
-    search = Search(space, cfg, score, out, generation_done)
+    search = Search(space, cfg, score, out, generation_done, latency)
     start = time.perf_counter()
     try:
         search.run(resume)
@@ -91,17 +98,27 @@ def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str 
 def _write_results(search: Search, net: Supernet, fitness: FitnessSet, supernet_path: str, out: Path) -> None:
     cfg, best, front = search.cfg, search.best, search.pareto_front()
     cost = search.table(Arch.parse(best.arch))
-    spec = net.space.spec(Arch.parse(best.arch), fitness=best.fitness, macs=cost.macs, params=cost.params,
-                          budget={"max_macs": cfg.max_macs, "min_macs": cfg.min_macs}, strategy=cfg.strategy,
-                          supernet=str(supernet_path), fitness_set=fitness.to_dict(), command=" ".join(sys.argv))
+    budget = {"max_macs": cfg.max_macs, "min_macs": cfg.min_macs}
+    latency = {}
+    if search.latency:
+        table = search.latency
+        budget["max_latency_ms"] = cfg.max_latency_ms
+        latency = {"latency_ms": best.latency_ms, "latency_table": {
+            "path": table.source, "device": table.device, "batch_size": table.batch_size, "threads": table.threads,
+            "measured": table.environment.get("measured")}}
+    spec = net.space.spec(Arch.parse(best.arch), fitness=best.fitness, macs=cost.macs, params=cost.params, **latency,
+                          budget=budget, strategy=cfg.strategy, supernet=str(supernet_path),
+                          fitness_set=fitness.to_dict(), command=" ".join(sys.argv))
     spec.to_yaml(out / "best.yaml")
     title = f"{cfg.strategy} on {net.space.name}"
     plot_progress(search.state.history, out / "progress.png", title)
-    plot_pareto(search.state.history, front, out / "pareto.png", title, cfg.max_macs)
+    plot_pareto(search.state.history, front, out / "pareto.png", title,
+                cfg.max_latency_ms if search.latency else cfg.max_macs, by_latency=search.latency is not None)
     if cfg.strategy == "nsga2":
         atomic_write_text(out / "pareto.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in front))
     print(summary(search.state.history, front, best))
-    print(f"best: fitness {best.fitness:.2f}%  {format_macs(best.macs)} MACs  -> {out / 'best.yaml'}")
+    predicted = f"  {best.latency_ms:.3g} ms predicted" if best.latency_ms is not None else ""
+    print(f"best: fitness {best.fitness:.2f}%  {format_macs(best.macs)} MACs{predicted}  -> {out / 'best.yaml'}")
     timing = search.timing
     print(f"search took {timing['search_s']:.1f} s, {100 * timing['evaluation_s'] / timing['search_s']:.1f} % of it "
           "scoring candidates")

@@ -1,0 +1,74 @@
+"""Artifacts of a model: a state dict, an ONNX graph or a `torch.export` program (.pt2).
+
+ONNX and .pt2 files hold the graph and the weights, with a dynamic batch dimension, and
+load without psvit-nas: `onnxruntime.InferenceSession(path)` or `torch.export.load(path).module()`.
+Every file is written atomically; inputs are float32 images normalised as in training.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .errors import ConfigError
+from .io import atomic_write
+from .model import PSViT
+
+FORMATS = ("state_dict", "onnx", "pt2")
+SUFFIXES = {".onnx": "onnx", ".pt2": "pt2"}
+
+
+def format_for(path: str | Path, fmt: str | None = None) -> str:
+    """The format asked for, else the one the file name implies (.onnx, .pt2; anything else: state_dict)."""
+    if fmt is None:
+        return SUFFIXES.get(Path(path).suffix, "state_dict")
+    if fmt not in FORMATS:
+        raise ConfigError(None, "--format", f"expected one of {list(FORMATS)}, got {fmt!r}")
+    return fmt
+
+
+def example_input(model: PSViT, batch: int = 2) -> torch.Tensor:
+    space = model.space
+    return torch.randn(batch, space.in_chans, space.image_size, space.image_size)
+
+
+def _batch_dim() -> dict:
+    return {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}
+
+
+def export_program(model: PSViT) -> torch.export.ExportedProgram:
+    """The model as a `torch.export` program with a dynamic batch dimension (eval mode, float32, CPU)."""
+    model = model.float().cpu().eval()
+    with torch.no_grad():
+        return torch.export.export(model, (example_input(model),), dynamic_shapes=_batch_dim())
+
+
+def save_artifact(model: PSViT, path: str | Path, fmt: str) -> None:
+    """Write `model` to `path` as `fmt` (see FORMATS)."""
+    model = model.float().cpu().eval()
+    if fmt == "state_dict":
+        atomic_write(path, lambda tmp: torch.save(model.state_dict(), tmp))
+    elif fmt == "pt2":
+        program = export_program(model)
+        atomic_write(path, lambda tmp: torch.export.save(program, tmp))
+    elif fmt == "onnx":
+        atomic_write(path, lambda tmp: _save_onnx(model, tmp))
+    else:
+        raise ConfigError(None, "--format", f"expected one of {list(FORMATS)}, got {fmt!r}")
+
+
+def _save_onnx(model: PSViT, path: str) -> None:
+    import contextlib
+    import io
+
+    import onnx
+
+    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
+        program = torch.onnx.export(model, (example_input(model),), dynamo=True, input_names=["images"],
+                                    output_names=["logits"], dynamic_shapes=_batch_dim(), verbose=False)
+    proto = program.model_proto
+    for key, value in {"psvit_nas.arch": str(model.spec.arch), "psvit_nas.space": model.space.name,
+                       "psvit_nas.input": f"float32 batch x {model.space.in_chans} x {model.space.image_size} x "
+                                          f"{model.space.image_size}: pixels normalised with ImageNet mean and std (RGB) or 0.5 and 0.5"}.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save_model(proto, path)
