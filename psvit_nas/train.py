@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -158,11 +158,13 @@ def compile_cells(model: nn.Module) -> None:
 
 def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Dataset, cfg: TrainConfig,
         out: str | Path, arch: Arch | None = None, resume: bool = False,
-        run_config: dict[str, Any] | None = None) -> dict[str, Any]:
+        run_config: dict[str, Any] | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train `model` (a Supernet when `arch` is None, else a PSViT of `arch`) and checkpoint into `out`.
 
-    `train_set` and `val_set` hold decoded uint8 images (`data.load_images`). Returns the last
-    epoch's metrics.
+    `train_set` and `val_set` hold decoded uint8 images (`data.load_images`). After each epoch's
+    checkpoint, the main process passes that epoch's metrics to `on_epoch` (Ray Tune reports them).
+    Returns the last epoch's metrics.
     """
     out = Path(out)
     env = Dist.from_env()
@@ -301,6 +303,8 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
             print(f"epoch {epoch + 1}/{cfg.epochs}: loss {last['train_loss']:.4f}  val top-1 "
                   f"{last['val_top1']:.2f}%  top-5 {last['val_top5']:.2f}%  {last['images_per_s']:.0f} img/s",
                   flush=True)
+            if on_epoch is not None:
+                on_epoch(last)
     if writer is not None:
         writer.close()
     return last

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 from scipy import stats
 
 from psvit_nas import Arch, ArchSpec, SearchSpace, format_macs, parse_budget
@@ -109,16 +110,18 @@ class Study:
             raise SystemExit(f"{' '.join(argv)} failed with exit code {code}")
         return (time.time() - start) / 60
 
-    def retrain(self, name: str, arch: Arch, seed: int) -> float:
+    def retrain(self, name: str, arch: Arch, seed: int, recipe: str | None = None) -> float:
+        """Retrain `arch` from scratch: the study's recipe, or the tuned `recipe` file for everything it sets."""
         key = f"retrain-{name}-seed{seed}"
         if (rec := self.record(key)) is None:
             a = self.args
             spec = self.work / f"{name}.yaml"
             self.space.spec(arch).to_yaml(spec)
             folder = self.work / key
+            schedule = ["--recipe", recipe] if recipe else \
+                ["--lr", str(a.retrain_lr), "--warmup-epochs", str(min(1.0, a.epochs / 2))]
             minutes = self._run(["train", "--arch", str(spec), "--data", self.data, "--epochs", str(a.epochs), "--seed",
-                       str(seed), "--lr", str(a.retrain_lr), "--batch-size", str(a.batch_size),
-                       "--warmup-epochs", str(min(1.0, a.epochs / 2))], folder)
+                       str(seed), "--batch-size", str(a.batch_size), *schedule], folder)
             row = json.loads((folder / "metrics.jsonl").read_text().splitlines()[-1])
             rec = self.done(key, {"arch": str(arch), "seed": seed, "val_top1": row["val_top1"],
                                   "val_loss": row["val_loss"], "minutes": minutes})
@@ -163,6 +166,24 @@ class Study:
             rec = self.done(key, {"arch": str(best.arch), "fitness": best.metrics["fitness"],
                                   "macs": best.metrics["macs"]})
         return rec["arch"]
+
+
+    def after_search(self, command: str, argv: list[str]) -> dict:
+        """`finalize` or `tune` (Ray Tune) on the evolution search: resumed if a killed run left an experiment."""
+        key = command
+        if (rec := self.record(key)) is None:
+            folder = self.work / key
+            resume = ["--resume"] if (folder / "tune").is_dir() else []
+            start = time.time()
+            if cli([command, *argv, "--epochs", str(self.args.epochs), "--out", str(folder), *resume]):
+                raise SystemExit(f"{command} failed")
+            if command == "finalize":
+                final = ArchSpec.from_yaml(folder / "final.yaml")
+                rec = {"arch": str(final.arch), **{k: final.metrics["finalize"][k] for k in ("search_rank", "trials")}}
+            else:
+                rec = yaml.safe_load((folder / "recipe.yaml").read_text())
+            rec = self.done(key, {**rec, "minutes": (time.time() - start) / 60})
+        return rec
 
 
 def interval(x: list[float], y: list[float], fn, resamples: int = 2000) -> tuple[float, float, float]:
@@ -236,6 +257,12 @@ def analyse(study: Study, archs: dict[str, list[Arch]], seeds: list[int]) -> dic
         if rec and all(accs):
             winners[strategy] = {**rec, "seeds": [r["val_top1"] for r in accs]}
     result["winners"] = winners
+    after = {}
+    for name in ("top1", "finalized", "tuned"):
+        accs = [study.record(f"retrain-{name}-seed{s}") for s in seeds]
+        if all(accs):
+            after[name] = {"arch": accs[0]["arch"], "seeds": [r["val_top1"] for r in accs]}
+    result["after_search"] = {"retrains": after, "finalize": study.record("finalize"), "tune": study.record("tune")}
     return result
 
 
@@ -308,7 +335,38 @@ def write_results(path: Path, result: dict, study: Study, command: str, jobs: li
                          f"{', '.join(f'{v:.2f}' for v in w['seeds'])} | {statistics.fmean(w['seeds']):.2f} | "
                          f"`{w['arch'].replace('|', '/')}` |")
         lines.append("")
+    lines += after_search_section(result["after_search"], a)
     atomic_write_text(path, "\n".join(lines))
+
+
+def after_search_section(after: dict, a: argparse.Namespace) -> list[str]:
+    """docs/results.md: finalize's pick against the search's top-1, the tuned recipe against the default."""
+    final, tuned, retrains = after["finalize"], after["tune"], after["retrains"]
+    if not final:
+        return []
+    lines = [f"## After the search: `finalize` and `tune` (Ray Tune, ASHA, {a.epochs}-epoch trials)", "",
+             f"`finalize` retrained the evolution search's top {a.finalize_topk} from scratch on the supernet's "
+             f"training images and scored them on its held-out ones; it picked search #{final['search_rank']} "
+             f"(`{final['arch'].replace('|', '/')}`).", "",
+             "| search # | search fitness | held-out top-1 after retraining | epochs (ASHA) |", "|---:|---:|---:|---:|"]
+    for t in final["trials"]:
+        lines.append(f"| {t['search_rank']} | {t['search_fitness']:.2f} | {t['score']:.2f} | {t['epochs']} |")
+    lines.append("")
+    if tuned:
+        recipe = ", ".join(f"{k} {v:g}" for k, v in tuned["recipe"].items())
+        lines += [f"`tune` tried {tuned['trials']} recipes on that architecture (the default first): best held-out "
+                  f"top-1 {tuned['score']:.2f} against the default's {tuned['default_score']:.2f} "
+                  f"({tuned['default_epochs']} epochs); recipe: {recipe}.", ""]
+    if retrains:
+        lines += ["Each retrained fully (validation top-1, each seed):", "", "| model | val top-1 (each seed) | mean |"
+                  " arch |", "|---|---|---:|---|"]
+        label = {"top1": "search top-1, default recipe", "finalized": "finalize's pick, default recipe",
+                 "tuned": "finalize's pick, tuned recipe"}
+        for name, r in retrains.items():
+            lines.append(f"| {label[name]} | {', '.join(f'{v:.2f}' for v in r['seeds'])} | "
+                         f"{statistics.fmean(r['seeds']):.2f} | `{r['arch'].replace('|', '/')}` |")
+        lines.append("")
+    return lines
 
 
 def main() -> None:
@@ -333,6 +391,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3, help="supernet learning rate")
     parser.add_argument("--retrain-lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0, help="which architectures are drawn")
+    parser.add_argument("--finalize-topk", type=int, default=5, help="finalize: top-k of the evolution search")
+    parser.add_argument("--tune-samples", type=int, default=6, help="tune: recipes tried (the default first)")
     parser.add_argument("--est-images-per-s", type=float, default=350, help="for the time estimate")
     parser.add_argument("--report-only", action="store_true", help="write the results from the records, run nothing")
     args = parser.parse_args()
@@ -348,7 +408,9 @@ def main() -> None:
     names = [(f"{g}{i}", a) for g, members in archs.items() for i, a in enumerate(members)]
     jobs = ([f"supernet-{s}" for s in args.samplers] + [f"retrain-{n}-seed{s}" for n, _ in names for s in args.seeds]
             + ["search-evolution", "search-random"]
-            + [f"retrain-winner-{k}-seed{s}" for k in ("evolution", "random") for s in args.seeds])
+            + [f"retrain-winner-{k}-seed{s}" for k in ("evolution", "random") for s in args.seeds]
+            + ["finalize", "tune"] + [f"retrain-{k}-seed{s}" for k in ("top1", "finalized", "tuned")
+                                      for s in args.seeds])
     images = len(load_split(study.data, "train", study.space)) - args.holdout
     print(f"{len(jobs)} jobs, {sum(study.record(j) is None for j in jobs)} to run: about "
           f"{estimate_minutes(args, study, jobs, images):.0f} minutes at {args.est_images_per_s:.0f} img/s", flush=True)
@@ -365,6 +427,17 @@ def main() -> None:
             winner = Arch.parse(study.search(strategy))
             for seed in args.seeds:
                 study.retrain(f"winner-{strategy}", winner, seed)
+        # issue 11: the search's top-1 against finalize's pick of its top-k; the tuned recipe against the default
+        work = Path(args.work)
+        final = study.after_search("finalize", ["--search", str(work / "search-evolution"), "--topk",
+                                                str(args.finalize_topk)])
+        study.after_search("tune", ["--arch", str(work / "finalize" / "final.yaml"), "--samples",
+                                    str(args.tune_samples)])
+        top1 = Arch.parse(study.record("search-evolution")["arch"])
+        for seed in args.seeds:  # retrained again here, with the code that runs finalize and tune
+            study.retrain("top1", top1, seed)
+            study.retrain("finalized", Arch.parse(final["arch"]), seed)
+            study.retrain("tuned", Arch.parse(final["arch"]), seed, str(work / "tune" / "recipe.yaml"))
     result = analyse(study, archs, args.seeds)
     atomic_write_text(Path(args.out) / "study.json", json.dumps(result, indent=1))
     write_results(Path(args.results), result, study, command, jobs)

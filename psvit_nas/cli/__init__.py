@@ -1,4 +1,4 @@
-"""The `psvit-nas` command: one module per command group (space, train, models, search, deploy)."""
+"""The `psvit-nas` command: one module per command group (quickstart, space, train, models, search, retrain, deploy)."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import sys
 from typing import Sequence
 
 from ..errors import ConfigError
-from . import deploy, models, search, space, train
+from . import deploy, models, quickstart, retrain, search, space, train
 from .common import COMMANDS
 from .models import load_weights
 
@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="psvit-nas", description="Neural architecture search for PSViT "
                                      "vision transformers (FLOPs are multiply-accumulates, MACs).")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (space, train, models, search, deploy):
+    for group in (quickstart, space, train, models, search, retrain, deploy):
         group.add_parsers(sub)
     return parser
 

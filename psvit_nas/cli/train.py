@@ -73,8 +73,22 @@ def cmd_train(args: argparse.Namespace) -> None:
     from ..model import PSViT
 
     spec = ArchSpec.from_yaml(args.arch)
+    if args.recipe:
+        _apply_recipe(args)
     torch.manual_seed(args.seed)
     _fit(args, PSViT.from_spec(spec), spec.space, spec.arch, 0)
+
+
+def _apply_recipe(args: argparse.Namespace) -> None:
+    """Take the recipe's values for every option left at its default (options given explicitly win)."""
+    from ..tune import load_recipe
+
+    defaults = argparse.ArgumentParser()
+    add_train_args(defaults)
+    default = vars(defaults.parse_args(["--out", "."]))
+    for key, value in load_recipe(args.recipe).items():
+        if getattr(args, key) == default[key]:
+            setattr(args, key, value)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -93,4 +107,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train a standalone model from scratch")
     p.add_argument("--arch", required=True, help="architecture spec YAML")
+    p.add_argument("--recipe", help="recipe.yaml from psvit-nas tune: its values replace the defaults of the "
+                   "options not given")
     add_train_args(p)

@@ -1,0 +1,72 @@
+"""`finalize`: retrain the search's k best distinct architectures briefly and keep the one that trains best."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+from ..space import Arch, ArchSpec, SearchSpace, format_macs
+from .trials import TrialSetup, plot_curves, run_experiment, write_table
+
+
+def top_archs(search: str | Path, k: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The search folder's config and its `k` fittest distinct architectures (history records, best first)."""
+    search = Path(search)
+    history, config = search / "history.jsonl", search / "config.yaml"
+    if not history.is_file() or not config.is_file() or not history.read_text().strip():
+        raise ConfigError(str(history), None, "no search history here; run psvit-nas evolve --out "
+                          f"{search} first")
+    records: dict[str, dict[str, Any]] = {}
+    for line in history.read_text().splitlines():
+        r = json.loads(line)
+        if r["arch"] not in records or r["fitness"] > records[r["arch"]]["fitness"]:
+            records[r["arch"]] = r
+    if not 0 < k <= len(records):
+        raise ConfigError(None, "--topk", f"expected 1..{len(records)}, the distinct architectures the search in "
+                          f"{search} evaluated; got {k}")
+    best = sorted(records.values(), key=lambda r: (-r["fitness"], r["macs"]))[:k]
+    return yaml.safe_load(config.read_text()), best
+
+
+def finalize(search: str | Path, topk: int, setup_args: dict[str, Any], out: str | Path,
+             recipe: dict[str, Any] | None = None, resume: bool = False, ray_address: str | None = None) -> ArchSpec:
+    """Retrain the top-k as Ray Tune trials under ASHA, scored on the search's held-out training images;
+    write final.yaml (the winner, its scores and the comparison), trials.csv and learning_curves.png."""
+    from ray import tune
+
+    config, best = top_archs(search, topk)
+    space = SearchSpace.from_dict(config["space"], source=str(Path(search) / "config.yaml"))
+    specs = [space.spec(Arch.parse(r["arch"]), search_rank=i, search_fitness=r["fitness"], macs=r["macs"],
+                        params=r["params"]).to_dict() for i, r in enumerate(best, 1)]
+    setup = TrialSetup(fitness=config["fitness_set"], **setup_args)
+    out = Path(out)
+    rows = run_experiment({"spec": tune.grid_search(specs), **(recipe or {})}, 1, setup, out, resume, ray_address)
+    fitness = {r["arch"]: r for r in best}
+    for row in rows:
+        row["label"] = f"search #{row['search_rank']} ({row['arch']})"
+        row["search_fitness"] = fitness[row["arch"]]["fitness"]
+    winner = rows[0]
+    table = [{"arch": r["arch"], "search_rank": r["search_rank"], "search_fitness": r["search_fitness"],
+              "score": r["score"], "epochs": r["epochs"], "completed": r["completed"]} for r in rows]
+    record = fitness[winner["arch"]]
+    spec = space.spec(Arch.parse(winner["arch"]), fitness=record["fitness"], macs=record["macs"],
+                      params=record["params"], **({"latency_ms": record["latency_ms"]} if record.get("latency_ms")
+                                                  else {}),
+                      finalize={"score": winner["score"], "epochs": setup.epochs, "search_rank": winner["search_rank"],
+                                "weights": str(out.resolve() / "trials" / winner["trial"] / "last.pt"),
+                                "held_out": setup.fitness, "recipe": recipe or {}, "trials": table},
+                      search=str(search), command=" ".join(sys.argv))
+    spec.to_yaml(out / "final.yaml")
+    write_table(rows, out / "trials.csv", ["search_rank", "search_fitness", *sorted(recipe or {})])
+    plot_curves(rows, out / "learning_curves.png", f"finalize: top-{topk} of {search}, {setup.epochs} epochs")
+    print(f"{'':<3}{'search #':>9}{'fitness':>9}{'held-out top-1':>16}{'epochs':>8}  arch")
+    for i, r in enumerate(rows):
+        print(f"{'*' if i == 0 else '':<3}{r['search_rank']:>9}{r['search_fitness']:>9.2f}{r['score']:>16.2f}"
+              f"{r['epochs']:>8}  {r['arch']}")
+    print(f"winner: search #{winner['search_rank']}, {format_macs(record['macs'])} MACs -> {out / 'final.yaml'}")
+    return spec
+

@@ -1,0 +1,148 @@
+"""Ray Tune after the search: finalize, tune, train --recipe, quickstart."""
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import SPACES
+from psvit_nas import ArchSpec
+from psvit_nas.cli import main
+
+
+def _read_trials(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def digits_search(tmp_path_factory):
+    out = tmp_path_factory.mktemp("search")
+    assert main(["train-supernet", "--config", str(SPACES / "digits.yaml"), "--out", str(out / "sn"), "--epochs",
+                 "2", "--search-holdout", "200"]) == 0
+    assert main(["evolve", "--supernet", str(out / "sn" / "last.pt"), "--flops", "1.2M", "--population", "6",
+                 "--generations", "2", "--topk", "2", "--out", str(out / "search")]) == 0
+    return out / "search"
+
+
+def test_quickstart_writes_every_step(tmp_path, capsys):
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--out", str(out), "--fast"]) == 0
+    for path in ("space.yaml", "supernet/last.pt", "supernet/metrics.jsonl", "search/best.yaml", "search/history.jsonl",
+                 "final/final.yaml", "final/trials.csv", "final/learning_curves.png", "model.onnx"):
+        assert (out / path).is_file(), path
+    text = capsys.readouterr().out
+    assert "[6/6] evaluate it on the validation split" in text and "top-1" in text
+    assert "Each step by hand" in text and f"psvit-nas finalize --search {out / 'search'}" in text
+    assert main(["quickstart", "--out", str(out)]) == 2  # a second run refuses to overwrite without --force
+
+
+def test_finalize_and_tune_choose_on_held_out_training_images_only(tmp_path, tiny_imagenet_dir, capsys):
+    """The validation folder is deleted after the supernet run: finalize and tune must not need it."""
+    data = tmp_path / "data"
+    (data / "train").mkdir(parents=True)
+    (data / "val" / "images").mkdir(parents=True)
+    wnids = (tiny_imagenet_dir / "wnids.txt").read_text().split()[:2]
+    (data / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    for w in wnids:
+        shutil.copytree(tiny_imagenet_dir / "train" / w, data / "train" / w)
+    keep = [line for line in (tiny_imagenet_dir / "val" / "val_annotations.txt").read_text().splitlines()
+            if line.split("\t")[1] in wnids]
+    for line in keep:
+        shutil.copy(tiny_imagenet_dir / "val" / "images" / line.split("\t")[0], data / "val" / "images")
+    (data / "val" / "val_annotations.txt").write_text("\n".join(keep) + "\n")
+    config = ["--config", str(SPACES / "tiny_imagenet.yaml"), "--data", str(data)]
+    assert main(["train-supernet", *config, "--epochs", "1", "--search-holdout", "200", "--out",
+                 str(tmp_path / "sn"), "--val-archs", "1"]) == 0
+    assert main(["evolve", "--supernet", str(tmp_path / "sn" / "last.pt"), "--flops", "20M", "--population", "5",
+                 "--generations", "1", "--topk", "2", "--out", str(tmp_path / "search")]) == 0
+    shutil.rmtree(data / "val")
+
+    assert main(["finalize", "--search", str(tmp_path / "search"), "--topk", "3", "--epochs", "2", "--out",
+                 str(tmp_path / "final")]) == 0
+    final = ArchSpec.from_yaml(tmp_path / "final" / "final.yaml")
+    table = final.metrics["finalize"]["trials"]
+    assert len(table) == 3 and str(final.arch) == table[0]["arch"]
+    completed = [r for r in table if r["completed"]]
+    assert table[0]["score"] == max(r["score"] for r in completed)  # the winner is its own table's best
+    assert final.metrics["finalize"]["held_out"]["holdout"] == 200
+    rows = _read_trials(tmp_path / "final" / "trials.csv")
+    assert [r["label"].split(" ")[1] for r in rows] == [f"#{r['search_rank']}" for r in table]
+    assert os.path.isfile(final.metrics["finalize"]["weights"])
+    assert (tmp_path / "final" / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+    assert main(["tune", "--arch", str(tmp_path / "final" / "final.yaml"), "--samples", "3", "--epochs", "2",
+                 "--out", str(tmp_path / "tune")]) == 0
+    result = yaml.safe_load((tmp_path / "tune" / "recipe.yaml").read_text())
+    rows = _read_trials(tmp_path / "tune" / "trials.csv")
+    assert len(rows) == 3 and any(r["label"] == "default" for r in rows)
+    best = rows[0]
+    assert float(best["score"]) == pytest.approx(result["score"], abs=1e-3)
+    assert float(best["lr"]) == pytest.approx(result["recipe"]["lr"], rel=1e-4)
+    assert result["score"] >= max(float(r["score"]) for r in rows if r["completed"] == "True") - 1e-3
+
+    assert main(["sample", "--config", str(SPACES / "digits.yaml"), "--out", str(tmp_path / "d.yaml")]) == 0
+    assert main(["train", "--arch", str(tmp_path / "d.yaml"), "--recipe", str(tmp_path / "tune" / "recipe.yaml"),
+                 "--data", "digits", "--epochs", "1", "--weight-decay", "0.123", "--out",
+                 str(tmp_path / "retrain")]) == 0
+    train = yaml.safe_load((tmp_path / "retrain" / "config.yaml").read_text())["train"]
+    assert train["lr"] == pytest.approx(result["recipe"]["lr"])            # from the recipe
+    assert train["weight_decay"] == 0.123                                  # given explicitly: wins
+
+
+def test_bad_input_one_line_exit_2(tmp_path, digits_search, capsys):
+    (tmp_path / "empty").mkdir()
+    bad_recipe = tmp_path / "recipe.yaml"
+    bad_recipe.write_text("recipe: {lr: 0.001, momentum: 0.9}\n")
+    cases = [
+        (["finalize", "--search", str(tmp_path / "empty"), "--out", str(tmp_path / "f1")], "no search history"),
+        (["finalize", "--search", str(digits_search), "--topk", "50", "--out", str(tmp_path / "f2")],
+         "--topk: expected 1.."),
+        (["finalize", "--search", str(digits_search), "--recipe", str(bad_recipe), "--out", str(tmp_path / "f3")],
+         "recipe.yaml: recipe.momentum: unknown field"),
+        (["finalize", "--search", str(digits_search), "--resume", "--out", str(tmp_path / "f4")],
+         "no Ray Tune experiment to resume"),
+        (["tune", "--arch", str(SPACES / "deit_tiny.yaml"), "--out", str(tmp_path / "t")],
+         "fitness_set: this spec records no held-out training images"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not any((tmp_path / f).exists() for f in ("f1", "f2", "f3", "f4", "t"))
+
+
+def test_killed_finalize_resumes_without_repeating_finished_trials(tmp_path, digits_search):
+    out = tmp_path / "final"
+    argv = [sys.executable, "-m", "psvit_nas.cli", "finalize", "--search", str(digits_search), "--topk", "4",
+            "--epochs", "3", "--out", str(out)]
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    proc = subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+    def finished():
+        return {p.parent.name: p.stat().st_mtime_ns for p in out.glob("trials/*/metrics.jsonl")
+                if len(p.read_text().splitlines()) == 3}
+    deadline = time.time() + 300
+    while not finished() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    time.sleep(3)  # let Tune record the finished trial in its experiment state
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = finished()
+    assert before and not (out / "final.yaml").exists()
+    assert main(["finalize", "--search", str(digits_search), "--topk", "4", "--epochs", "3", "--out", str(out),
+                 "--resume"]) == 0
+    final = ArchSpec.from_yaml(out / "final.yaml")
+    assert len(final.metrics["finalize"]["trials"]) == 4
+    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("trials/*/metrics.jsonl")}
+    assert all(after[t] == m for t, m in before.items())  # finished trials were not run again
+    for folder in out.glob("trials/*"):
+        epochs = [json.loads(line)["epoch"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        assert epochs == list(range(1, len(epochs) + 1))  # resumed trials continued, no epoch twice
