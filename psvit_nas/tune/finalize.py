@@ -44,7 +44,8 @@ def finalize(search: str | Path, topk: int, setup_args: dict[str, Any], out: str
                         params=r["params"]).to_dict() for i, r in enumerate(best, 1)]
     setup = TrialSetup(fitness=config["fitness_set"], **setup_args)
     out = Path(out)
-    rows = run_experiment({"spec": tune.grid_search(specs), **(recipe or {})}, 1, setup, out, resume, ray_address)
+    rows = run_experiment({"spec": tune.grid_search(specs), **(recipe or {})}, 1, setup, out, resume, ray_address,
+                          columns={"spec/search_rank": "search #", "spec/search_fitness": "fitness"})
     fitness = {r["arch"]: r for r in best}
     for row in rows:
         row["label"] = f"search #{row['search_rank']} ({row['arch']})"

@@ -41,7 +41,7 @@ def tune_recipe(spec: ArchSpec, fitness: dict[str, Any], samples: int, setup_arg
     setup = TrialSetup(fitness=fitness, **setup_args)
     default = default_recipe(spec)
     rows = run_experiment({"spec": spec.to_dict(), **recipe_space()}, samples, setup, out, resume, ray_address,
-                          points=[default])
+                          points=[default], columns={k: k for k in SEARCHED})
     for row in rows:
         r = row["recipe"]
         row["label"] = "default" if r == default else \

@@ -80,10 +80,12 @@ def read_metrics(folder: Path) -> list[dict[str, Any]]:
 
 def run_experiment(param_space: dict[str, Any], samples: int, setup: TrialSetup, out: str | Path,
                    resume: bool = False, ray_address: str | None = None,
-                   points: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                   points: list[dict[str, Any]] | None = None,
+                   columns: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Run (or, with `resume`, continue) the trials under ASHA; return every trial's row (see `trial_rows`).
 
-    `points` are configurations tried first (e.g. the default recipe), before random samples."""
+    `points` are configurations tried first (e.g. the default recipe), before random samples; `columns`
+    the configuration entries the progress table shows (config key -> heading)."""
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -99,6 +101,8 @@ def run_experiment(param_space: dict[str, Any], samples: int, setup: TrialSetup,
     resources = {"cpu": setup.threads, "gpu": 1 if gpu else 0}
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup, root=str(out / "trials")),
                                     resources)
+    reporter = tune.CLIReporter(metric_columns={"epoch": "epoch", "score": "held-out top-1"},
+                                parameter_columns=columns or {}, max_report_frequency=30, sort_by_metric=True)
     started = not ray.is_initialized()
     if started:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -113,7 +117,7 @@ def run_experiment(param_space: dict[str, Any], samples: int, setup: TrialSetup,
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune.TuneConfig(
                 metric="score", mode="max", num_samples=samples, scheduler=scheduler,
                 search_alg=tune.search.BasicVariantGenerator(points_to_evaluate=points, random_state=setup.seed)),
-                run_config=tune.RunConfig(name="tune", storage_path=str(out), verbose=1))
+                run_config=tune.RunConfig(name="tune", storage_path=str(out), verbose=1, progress_reporter=reporter))
         grid = tuner.fit()
     finally:
         if started:
