@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import platform
 import random
+import re
 import statistics
 import sys
 import time
@@ -31,8 +32,6 @@ from .space import Arch, Limit, SearchSpace
 
 def parse_latency(text: str | float, field_name: str = "--latency") -> float:
     """'25ms', '0.8s', '1500us' or a plain number of milliseconds -> milliseconds."""
-    import re
-
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(ms|s|us|µs)?\s*", str(text))
     if not match or float(match.group(1)) <= 0:
         raise ConfigError(None, field_name, f"cannot parse latency {text!r}; expected a positive number with an "
@@ -79,7 +78,8 @@ class LatencyTable:
         return self.limit().value(arch)
 
     def plain_sum(self, arch: Arch) -> float:
-        return sum(self.fixed.values()) + sum(t[c] for t, stage in zip(self.cells, arch.stages) for c in stage)
+        """The sum of `arch`'s entries, before calibration."""
+        return self.predict(arch) / self.scale
 
     def limit(self, high: float | None = None, low: float | None = None) -> Limit:
         """The table as a search `Limit` on predicted latency (the fit folded into its entries)."""

@@ -48,7 +48,7 @@ def tune_recipe(spec: ArchSpec, fitness: dict[str, Any], samples: int, setup_arg
             f"lr {r['lr']:.1e} wd {r['weight_decay']:.2g} ls {r['label_smoothing']:.2f} mix {r['mixup']:g}/{r['cutmix']:g}"
     winner = rows[0]
     baseline = next((r for r in rows if r["recipe"] == default), None)
-    result = {"recipe": {k: round(float(v), 6) for k, v in winner["recipe"].items()},
+    result = {"recipe": {k: float(v) for k, v in winner["recipe"].items()},
               "score": winner["score"], "default_score": baseline["score"] if baseline else None,
               "default_epochs": baseline["epochs"] if baseline else None, "epochs": setup.epochs,
               "trials": len(rows), "arch": str(spec.arch), "held_out": fitness, "arch_spec": source,
