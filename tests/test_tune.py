@@ -148,3 +148,16 @@ def test_killed_finalize_resumes_without_repeating_finished_trials(tmp_path, dig
     for folder in out.glob("trials/*"):
         epochs = [json.loads(line)["epoch"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
         assert epochs == list(range(1, len(epochs) + 1))  # resumed trials continued, no epoch twice
+
+
+def test_trials_get_absolute_data_paths(tmp_path, monkeypatch):
+    """Tune runs trials in their own working folders: a relative --data must not depend on the cwd."""
+    from psvit_nas.data import CacheConfig
+    from psvit_nas.tune import TrialSetup
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgs").mkdir()
+    setup = TrialSetup({"data": "imgs", "data_dir": "data", "holdout": 10, "size": 10}, 1, 0, CacheConfig())
+    assert setup.fitness["data"] == str(tmp_path / "imgs") and setup.fitness["data_dir"] == "data"
+    assert TrialSetup({"data": "digits", "data_dir": "data", "holdout": 10, "size": 10}, 1, 0,
+                      CacheConfig()).fitness["data"] == "digits"

@@ -33,6 +33,12 @@ class TrialSetup:
     cache: CacheConfig
     threads: int = 1
 
+    def __post_init__(self) -> None:
+        # trials run in Tune's own working folders: relative data paths must not depend on the cwd
+        paths = {k: str(Path(self.fitness[k]).resolve()) for k in ("data", "data_dir")
+                 if self.fitness.get(k) and Path(self.fitness[k]).exists()}
+        object.__setattr__(self, "fitness", {**self.fitness, **paths})
+
 
 def held_out_split(spec: ArchSpec, fitness: dict[str, Any], cache: CacheConfig):
     """(training images without the held-out ones, the first `size` held-out images) of the search's data."""
