@@ -13,9 +13,11 @@ def _setup(args: argparse.Namespace) -> dict:
         raise ConfigError(None, "--epochs", f"expected a positive number of epochs, got {args.epochs}")
     if args.cpus_per_trial < 1:
         raise ConfigError(None, "--cpus-per-trial", f"expected a positive number, got {args.cpus_per_trial}")
+    if not 0 <= args.grace_epochs <= args.epochs:
+        raise ConfigError(None, "--grace-epochs", f"expected 0..{args.epochs} (--epochs), got {args.grace_epochs}")
     cache = cache_config(args)
     return {"epochs": args.epochs, "seed": args.seed, "threads": args.cpus_per_trial,
-            "cache": type(cache)(cache.mode, str(cache.root), cache.limit, 0)}
+            "grace_epochs": args.grace_epochs, "cache": type(cache)(cache.mode, str(cache.root), cache.limit, 0)}
 
 
 @command("finalize")
@@ -47,6 +49,8 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
 def _add_trial_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=10, help="epochs per trial (ASHA may stop a trial earlier)")
+    p.add_argument("--grace-epochs", type=int, default=0, help="epochs every trial gets before ASHA may stop it "
+                   "(default 0: half of --epochs; ASHA keeps the better half at each rung)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--cpus-per-trial", type=int, default=1, help="CPU threads per trial (a GPU each, if any)")
     p.add_argument("--seed", type=int, default=0)

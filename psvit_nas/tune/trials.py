@@ -32,6 +32,7 @@ class TrialSetup:
     seed: int
     cache: CacheConfig
     threads: int = 1
+    grace_epochs: int = 0       # ASHA's first rung; 0: half the epochs (few trials decide poorly after one)
 
     def __post_init__(self) -> None:
         # trials run in Tune's own working folders: relative data paths must not depend on the cwd
@@ -119,7 +120,7 @@ def run_experiment(param_space: dict[str, Any], samples: int, setup: TrialSetup,
             tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
         else:
             scheduler = ASHAScheduler(time_attr="epoch", max_t=setup.epochs, reduction_factor=2,
-                                      grace_period=max(1, setup.epochs // 4))
+                                      grace_period=setup.grace_epochs or max(1, setup.epochs // 2))
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune.TuneConfig(
                 metric="score", mode="max", num_samples=samples, scheduler=scheduler,
                 search_alg=tune.search.BasicVariantGenerator(points_to_evaluate=points, random_state=setup.seed)),
