@@ -343,7 +343,9 @@ def after_search_section(after: dict, a: argparse.Namespace) -> list[str]:
     """docs/results.md: finalize's pick against the search's top-1, the tuned recipe against the default."""
     final, tuned, retrains = after["finalize"], after["tune"], after["retrains"]
     if not final:
-        return []
+        return ["## After the search: `finalize` and `tune`", "",
+                "Not run at this scale yet (they follow the searches). A 10-class run of this script: "
+                "[results-after-search.md](results-after-search.md).", ""]
     lines = [f"## After the search: `finalize` and `tune` (Ray Tune, ASHA, {a.epochs}-epoch trials)", "",
              f"`finalize` retrained the evolution search's top {a.finalize_topk} from scratch on the supernet's "
              f"training images and scored them on its held-out ones; it picked search #{final['search_rank']} "
