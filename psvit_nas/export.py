@@ -67,8 +67,10 @@ def _save_onnx(model: PSViT, path: str) -> None:
         program = torch.onnx.export(model, (example_input(model),), dynamo=True, input_names=["images"],
                                     output_names=["logits"], dynamic_shapes=_batch_dim(), verbose=False)
     proto = program.model_proto
-    for key, value in {"psvit_nas.arch": str(model.spec.arch), "psvit_nas.space": model.space.name,
-                       "psvit_nas.input": f"float32 batch x {model.space.in_chans} x {model.space.image_size} x "
-                                          f"{model.space.image_size}: pixels normalised with ImageNet mean and std (RGB) or 0.5 and 0.5"}.items():
+    space = model.space
+    shape = f"float32 batch x {space.in_chans} x {space.image_size} x {space.image_size}"
+    for key, value in {"psvit_nas.arch": str(model.spec.arch), "psvit_nas.space": space.name,
+                       "psvit_nas.input": f"{shape}: pixels normalised with ImageNet mean and std (RGB) or 0.5 and "
+                                          "0.5"}.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.save_model(proto, path)

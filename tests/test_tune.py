@@ -118,6 +118,13 @@ def test_bad_input_one_line_exit_2(tmp_path, digits_search, capsys):
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
     assert not any((tmp_path / f).exists() for f in ("f1", "f2", "f3", "f4", "t"))
+    # trials that raise (here: a batch larger than the training set) end in one line, exit 1, resumable
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("recipe: {batch_size: 100000}\n")
+    assert main(["finalize", "--search", str(digits_search), "--topk", "2", "--epochs", "1", "--recipe", str(huge),
+                 "--out", str(tmp_path / "f5")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "2 of 2 trials failed" in err[-1] and "--resume" in err[-1] and "--batch-size" in err[-1]
 
 
 def test_killed_finalize_resumes_without_repeating_finished_trials(tmp_path, digits_search):

@@ -23,13 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..train import NonFiniteLoss
+    from ..tune.trials import TrialsFailed
 
     try:
         COMMANDS[args.command](args)
     except ConfigError as err:
         print(f"psvit-nas {args.command}: error: {err.one_line()}", file=sys.stderr)
         return 2
-    except NonFiniteLoss as err:
+    except (NonFiniteLoss, TrialsFailed) as err:
         print(f"psvit-nas {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -4,5 +4,6 @@ from .attention import (Attention, LSLAttention, ReAttention, ReAttentionMaps, S
 from .blocks import Block, IdentityCell, Mlp, SharePair, layer_norm, make_cell
 from .tokens import Pool1d, Pool2d, Stem
 
-__all__ = ["Attention", "SharedAttention", "ReAttention", "ReAttentionMaps", "LSLAttention", "explicit_attention",
-           "relative_index", "Block", "SharePair", "layer_norm", "IdentityCell", "Mlp", "make_cell", "Stem", "Pool1d", "Pool2d"]
+__all__ = ["Attention", "SharedAttention", "ReAttention", "ReAttentionMaps", "LSLAttention",
+           "explicit_attention", "relative_index", "Block", "SharePair", "layer_norm", "IdentityCell", "Mlp",
+           "make_cell", "Stem", "Pool1d", "Pool2d"]

@@ -44,8 +44,9 @@ def tune_recipe(spec: ArchSpec, fitness: dict[str, Any], samples: int, setup_arg
                           points=[default], columns={k: k for k in SEARCHED})
     for row in rows:
         r = row["recipe"]
-        row["label"] = "default" if r == default else \
-            f"lr {r['lr']:.1e} wd {r['weight_decay']:.2g} ls {r['label_smoothing']:.2f} mix {r['mixup']:g}/{r['cutmix']:g}"
+        row["label"] = "default" if r == default else (
+            f"lr {r['lr']:.1e} wd {r['weight_decay']:.2g} ls {r['label_smoothing']:.2f} "
+            f"mix {r['mixup']:g}/{r['cutmix']:g}")
     winner = rows[0]
     baseline = next((r for r in rows if r["recipe"] == default), None)
     result = {"recipe": {k: float(v) for k, v in winner["recipe"].items()},

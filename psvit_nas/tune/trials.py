@@ -23,6 +23,10 @@ from ..space import ArchSpec
 from .recipe import FIELDS, train_config
 
 
+class TrialsFailed(RuntimeError):
+    """Some trials of an experiment raised; the others' results are kept for --resume."""
+
+
 @dataclass(frozen=True)
 class TrialSetup:
     """What every trial of one experiment shares."""
@@ -123,15 +127,19 @@ def run_experiment(param_space: dict[str, Any], samples: int, setup: TrialSetup,
                                       grace_period=setup.grace_epochs or max(1, setup.epochs // 2))
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune.TuneConfig(
                 metric="score", mode="max", num_samples=samples, scheduler=scheduler,
-                search_alg=tune.search.BasicVariantGenerator(points_to_evaluate=points, random_state=setup.seed)),
-                run_config=tune.RunConfig(name="tune", storage_path=str(out), verbose=1, progress_reporter=reporter))
+                search_alg=tune.search.BasicVariantGenerator(points_to_evaluate=points,
+                                                             random_state=setup.seed)),
+                run_config=tune.RunConfig(name="tune", storage_path=str(out), verbose=1,
+                                          progress_reporter=reporter))
         grid = tuner.fit()
     finally:
         if started:
             ray.shutdown()
     failed = [r for r in grid if r.error]
     if failed:
-        raise RuntimeError(f"{len(failed)} trials failed; the first: {failed[0].error}")
+        last = str(failed[0].error).strip().splitlines()[-1]
+        raise TrialsFailed(f"{len(failed)} of {len(grid)} trials failed; the first, in {failed[0].path}: {last}; "
+                           "fix the cause and add --resume to rerun them")
     return trial_rows(out / "trials", setup.epochs)
 
 
