@@ -73,7 +73,9 @@ def test_finalize_and_tune_choose_on_held_out_training_images_only(tmp_path, tin
     assert len(table) == 3 and str(final.arch) == table[0]["arch"]
     completed = [r for r in table if r["completed"]]
     assert table[0]["score"] == max(r["score"] for r in completed)  # the winner is its own table's best
-    assert final.metrics["finalize"]["held_out"]["holdout"] == 100
+    assert final.metrics["fitness_set"]["holdout"] == 100  # as in best.yaml: eval --split search works on it
+    assert main(["eval", "--arch", str(tmp_path / "final" / "final.yaml"), "--weights",
+                 final.metrics["finalize"]["weights"], "--split", "search"]) == 0
     rows = _read_trials(tmp_path / "final" / "trials.csv")
     assert [r["label"].split(" ")[1] for r in rows] == [f"#{r['search_rank']}" for r in table]
     assert os.path.isfile(final.metrics["finalize"]["weights"])

@@ -36,7 +36,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
     spec = ArchSpec.from_yaml(args.arch)
     if args.samples < 1:
         raise ConfigError(None, "--samples", f"expected a positive number of recipes, got {args.samples}")
-    fitness = spec.metrics.get("fitness_set") or spec.metrics.get("finalize", {}).get("held_out")
+    fitness = spec.metrics.get("fitness_set")
     if fitness is None:  # a hand-written spec: hold out part of --data's training images
         if not args.data:
             raise ConfigError(args.arch, "fitness_set", "this spec records no held-out training images (a "

@@ -59,8 +59,8 @@ def finalize(search: str | Path, topk: int, setup_args: dict[str, Any], out: str
                                                   else {}),
                       finalize={"score": winner["score"], "epochs": setup.epochs, "search_rank": winner["search_rank"],
                                 "weights": str(out.resolve() / "trials" / winner["trial"] / "last.pt"),
-                                "held_out": setup.fitness, "recipe": recipe or {}, "trials": table},
-                      search=str(search), command=" ".join(sys.argv))
+                                "recipe": recipe or {}, "trials": table},
+                      fitness_set=setup.fitness, search=str(search), command=" ".join(sys.argv))
     spec.to_yaml(out / "final.yaml")
     write_table(rows, out / "trials.csv", ["search_rank", "search_fitness", *sorted(recipe or {})])
     plot_curves(rows, out / "learning_curves.png", f"finalize: top-{topk} of {search}, {setup.epochs} epochs")
