@@ -86,6 +86,7 @@ class Search:
         if latency is not None:
             latency.check_space(space)
         self.latency = latency
+        self._predicted = latency.limit() if latency else None  # built once: the search loop calls it per arch
         self.limits = [latency.limit(cfg.max_latency_ms)] if cfg.max_latency_ms is not None else []
         space.check_budget(cfg.max_macs, cfg.min_macs, limits=self.limits)
         self.space, self.cfg, self.score, self.out = space, cfg, score, Path(out)
@@ -164,7 +165,7 @@ class Search:
 
     def cost_of(self, arch: Arch) -> float:
         """The cost NSGA-II and the Pareto front trade accuracy against: predicted latency if known, else MACs."""
-        return self.latency.predict(arch) if self.latency else self.table.macs(arch)
+        return self._predicted.value(arch) if self._predicted else self.table.macs(arch)
 
     def _nsga2_survivors(self, population: list[Arch]) -> list[Arch]:
         chosen = tools.selNSGA2(self._individuals(population, creator.PsvitParetoIndividual), self.cfg.population)
@@ -175,7 +176,7 @@ class Search:
         for arch, value in zip(new, self.score(new)):
             self.fitness[str(arch)] = value
             cost = self.table(arch)
-            latency = self.latency.predict(arch) if self.latency else None
+            latency = self._predicted.value(arch) if self._predicted else None
             self.state.history.append(Record(generation, str(arch), value, cost.macs, cost.params, latency))
 
     # ----- results ------------------------------------------------------------------------
