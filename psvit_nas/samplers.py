@@ -10,7 +10,7 @@ same paths as an uninterrupted one.
   choices exactly once (an independent random permutation per cell).
 - `sandwich` (BigNAS, AttentiveNAS): the largest path, the smallest path and k random ones;
   `distill` is set, so the loop makes the largest path's detached soft predictions the
-  targets of the others (in-place distillation).
+  targets of the others (in-place distillation), mixed with the labels by `distill_weight`.
 """
 from __future__ import annotations
 

@@ -61,6 +61,7 @@ class TrainConfig:
     val_archs: int = 3
     sampler: str = "uniform"
     sandwich_k: int = 2
+    distill_weight: float = 0.5  # sandwich students: this share of the loss on the largest path, the rest on labels
     flops_range: tuple[float, float] | None = None
     augment: dict[str, Any] = field(default_factory=dict)
 
@@ -257,8 +258,9 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
                 with accumulate:
                     with torch.autocast(device_type=env.device.type, dtype=torch.bfloat16, enabled=amp):
                         logits = forward(net, x, path)
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing) if soft is None else \
-                        F.cross_entropy(logits.float(), soft)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
+                    if soft is not None:  # a student: in-place distillation, anchored on the labels
+                        loss = torch.lerp(loss, F.cross_entropy(logits.float(), soft), cfg.distill_weight)
                     losses.append(loss.item())  # the pass's one host-device sync
                     if not math.isfinite(losses[-1]):
                         raise NonFiniteLoss(f"non-finite loss ({losses[-1]}) at step {step} (epoch {epoch + 1}) on "

@@ -12,7 +12,9 @@
 5. tau and rho between fitness and the seeds' mean, with intervals, across the space and
    inside the window; the same for MACs alone and parameters alone (the baselines).
 6. Evolution against random search at equal evaluations on the first sampler's supernet,
-   both winners retrained with every seed.
+   both winners retrained with every seed; then `finalize` and `tune` on the evolution search.
+7. What else moves tau, on the first sampler's supernet: ranking by loss instead of top-1,
+   fewer fitness images, no BatchNorm recalibration, twice the supernet training.
 
 Every finished job leaves a record in OUT/records (committed with the results) and every
 run folder a checkpoint in WORK (mid-epoch ones too), so rerunning the same command
@@ -33,6 +35,7 @@ import shutil
 import statistics
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import yaml
@@ -86,6 +89,13 @@ def pick_archs(space: SearchSpace, spread: int, window: int, budget: float, seed
     return chosen
 
 
+# Other ways to score the first sampler's supernet: what else moves tau (issue 9's ablations).
+VARIANTS = {"": {}, "third": {"share": 1 / 3}, "nobn": {"bn_batches": 0}, "x2": {"scale": 2}}
+VARIANT_LABELS = {"loss": "ranked by held-out loss instead of top-1", "third": "a third of the held-out images",
+                  "nobn": "no BatchNorm recalibration (the supernet's running statistics)",
+                  "x2": "twice the supernet training (same sampler, twice the epochs)"}
+
+
 class Study:
     """Jobs whose results are JSON records; a job that has a record is never run again."""
 
@@ -127,28 +137,39 @@ class Study:
                                   "val_loss": row["val_loss"], "minutes": minutes})
         return rec["val_top1"]
 
-    def supernet(self, sampler: str) -> Path:
+    def supernet(self, sampler: str, scale: int = 1) -> Path:
+        """The supernet of `sampler` at `scale` times the study's compute (images forwarded)."""
         a = self.args
         paths = len(make_sampler(sampler, self.space, 0)(0))
-        epochs = max(1, round(a.supernet_epochs / paths))  # equal compute: images forwarded
-        folder = self.work / f"supernet-{sampler}"
-        if self.record(f"supernet-{sampler}") is None or not (folder / "last.pt").is_file():
+        epochs = max(1, round(a.supernet_epochs * scale / paths))  # equal compute: images forwarded
+        key = f"supernet-{sampler}" + (f"-x{scale}" if scale != 1 else "")
+        folder = self.work / key
+        if self.record(key) is None or not (folder / "last.pt").is_file():
+            extra = ["--distill-weight", str(a.distill_weight)] if sampler == "sandwich" else []
             minutes = self._run(["train-supernet", "--config", a.config, "--data", self.data, "--epochs", str(epochs),
-                       "--sampler", sampler, "--lr", str(a.lr), "--batch-size", str(a.batch_size),
-                       "--search-holdout", str(a.holdout), "--val-archs", "2"], folder)
-            self.done(f"supernet-{sampler}", {"epochs": epochs, "paths_per_step": paths, "minutes": minutes})
+                                 "--sampler", sampler, "--lr", str(a.lr), "--batch-size", str(a.batch_size),
+                                 "--search-holdout", str(a.holdout), "--val-archs", "2", *extra], folder)
+            self.done(key, {"epochs": epochs, "paths_per_step": paths, "minutes": minutes, **dict(zip(extra[::2],
+                                                                                                    extra[1::2]))})
         return folder / "last.pt"
 
-    def fitness(self, sampler: str, archs: list[Arch]) -> dict[str, float]:
-        key = f"fitness-{sampler}"
+    def fitness(self, sampler: str, archs: list[Arch], variant: str = "") -> dict[str, dict[str, float]]:
+        """Top-1 and loss of `archs` with inherited weights on the held-out images; `variant` is one of
+        VARIANTS (the same supernet scored another way, or a longer-trained one)."""
+        key = f"fitness-{sampler}" + (f"-{variant}" if variant else "")
         rec = self.record(key) or {}
-        missing = [a for a in archs if str(a) not in rec]
+        missing = [a for a in archs if not isinstance(rec.get(str(a)), dict)]  # floats: an older record format
         if missing:
-            checkpoint = self.supernet(sampler)
+            how = VARIANTS[variant]
+            checkpoint = self.supernet(sampler, how.get("scale", 1))
             net, state = load_supernet(checkpoint)
-            batches, calib = fitness_set_for(state, str(checkpoint), None, None, None, 10).load(self.space)
+            size = round(self.args.holdout * how["share"]) if "share" in how else None
+            batches, calib = fitness_set_for(state, str(checkpoint), None, None, size,
+                                             how.get("bn_batches", 10)).load(self.space)
             evaluator = Evaluator(net, batches, calib)
-            rec.update({str(a): evaluator(a) for a in missing})
+            for arch in missing:
+                m = evaluator.metrics(arch)
+                rec[str(arch)] = {"top1": m["top1"], "loss": m["loss"]}
             self.done(key, rec)
         return {str(a): rec[str(a)] for a in archs}
 
@@ -209,8 +230,17 @@ def estimate_minutes(args: argparse.Namespace, study: Study, jobs: list[str], im
     """Rough minutes for the jobs without a record: images x epochs at --est-images-per-s."""
     todo = [j for j in jobs if study.record(j) is None]
     retrains = sum(j.startswith("retrain") for j in todo)
-    supernets = sum(j.startswith("supernet") for j in todo)
+    supernets = sum(2 if j.endswith("-x2") else 1 for j in todo if j.startswith("supernet"))
     return (retrains * args.epochs + supernets * args.supernet_epochs) * images / args.est_images_per_s / 60
+
+
+def rankers(a: argparse.Namespace) -> list[tuple[str, Callable[[dict], float | None]]]:
+    """(name, score of a row) for every way the study ranks architectures by their supernet: each sampler's
+    fitness, then the first sampler's variants (VARIANT_LABELS); a higher score means a better rank."""
+    first = a.samplers[0]
+    out = [(s, lambda r, s=s: r.get(f"fitness_{s}")) for s in a.samplers]
+    out.append((f"{first}-loss", lambda r: -r[f"loss_{first}"] if f"loss_{first}" in r else None))
+    return out + [(f"{first}-{v}", lambda r, v=v: r.get(f"fitness_{first}-{v}")) for v in VARIANTS if v]
 
 
 def analyse(study: Study, archs: dict[str, list[Arch]], seeds: list[int]) -> dict:
@@ -225,10 +255,11 @@ def analyse(study: Study, archs: dict[str, list[Arch]], seeds: list[int]) -> dic
             row = {"group": group, "arch": str(arch), "macs": cost.macs, "params": cost.params,
                    "seeds": [r["val_top1"] for r in accs]}
             row["mean"] = statistics.fmean(row["seeds"])
-            for sampler in a.samplers:
-                rec = study.record(f"fitness-{sampler}") or {}
-                if str(arch) in rec:
-                    row[f"fitness_{sampler}"] = rec[str(arch)]
+            for key in [f"fitness-{s}" for s in a.samplers] + [f"fitness-{a.samplers[0]}-{v}" for v in VARIANTS if v]:
+                value = (study.record(key) or {}).get(str(arch))
+                if isinstance(value, dict):
+                    row[key.replace("fitness-", "fitness_", 1)] = value["top1"]
+                    row[key.replace("fitness-", "loss_", 1)] = value["loss"]
             rows.append(row)
     result = {"rows": rows, "seeds": seeds, "ranking": {}}
     for scope in ("all", "window"):
@@ -243,12 +274,11 @@ def analyse(study: Study, archs: dict[str, list[Arch]], seeds: list[int]) -> dic
                           "rho": interval([r["macs"] for r in part], mean, stats.spearmanr)},
                  "params": {"tau": interval([r["params"] for r in part], mean, stats.kendalltau),
                             "rho": interval([r["params"] for r in part], mean, stats.spearmanr)}}
-        for sampler in a.samplers:
-            scored = [r for r in part if f"fitness_{sampler}" in r]
-            if len(scored) == len(part):
-                fit = [r[f"fitness_{sampler}"] for r in part]
-                entry[sampler] = {"tau": interval(fit, mean, stats.kendalltau),
-                                  "rho": interval(fit, mean, stats.spearmanr)}
+        for name, score in rankers(a):
+            if all(score(r) is not None for r in part):
+                fit = [score(r) for r in part]
+                entry[name] = {"tau": interval(fit, mean, stats.kendalltau),
+                               "rho": interval(fit, mean, stats.spearmanr)}
         result["ranking"][scope] = entry
     winners = {}
     for strategy in ("evolution", "random"):
@@ -305,6 +335,7 @@ def write_results(path: Path, result: dict, study: Study, command: str, jobs: li
              f"{', '.join(map(str, result['seeds']))}; supernets trained at equal compute ({a.supernet_epochs} "
              f"uniform-path epochs' worth of images), {a.holdout} training images held out for fitness. Intervals "
              "are 90 % percentile bootstrap intervals over architectures.", ""]
+    lines += goals_section(result, a)
     for scope, entry in result["ranking"].items():
         title = "across the space" if scope == "all" else \
             f"inside the window ({format_macs(study.budget)} MACs +-10 %)"
@@ -317,6 +348,7 @@ def write_results(path: Path, result: dict, study: Study, command: str, jobs: li
                 label = f"supernet fitness ({name})" if name in a.samplers else f"{name} alone"
                 lines.append(f"| {label} | {fmt(entry[name]['tau'])} | {fmt(entry[name]['rho'])} |")
         lines.append("")
+    lines += variants_section(result, a)
     lines += ["## Architectures", "", "| group | MACs | params | " + " | ".join(f"fitness {s}" for s in a.samplers)
               + " | " + " | ".join(f"seed {s}" for s in result["seeds"]) + " | arch |",
               "|---|---:|---:|" + "---:|" * (len(a.samplers) + len(result["seeds"])) + "---|"]
@@ -337,6 +369,51 @@ def write_results(path: Path, result: dict, study: Study, command: str, jobs: li
         lines.append("")
     lines += after_search_section(result["after_search"], a)
     atomic_write_text(path, "\n".join(lines))
+
+
+def goals_section(result: dict, a: argparse.Namespace) -> list[str]:
+    """docs/results.md: issue 9's goals, each met or missed by the numbers below it."""
+    rows, ranking, winners = [], result["ranking"], result["winners"]
+
+    def best(scope: str) -> str | None:
+        scored = [s for s in a.samplers if s in ranking.get(scope, {})]
+        return max(scored, key=lambda s: ranking[scope][s]["tau"][0]) if scored else None
+
+    if (entry := ranking.get("all")) and entry["self_tau"]:
+        rows.append(("ground truth reproduces itself: seed-against-seed tau >= 0.7 across the space",
+                     f"{entry['self_tau'][0]:.2f}", entry["self_tau"][0] >= 0.7))
+    for scope, text in (("all", "across the space: supernet tau >= 0.7 and above MACs alone's"),
+                        ("window", "inside the window: supernet tau above MACs alone's")):
+        if (name := best(scope)) is not None:
+            tau, macs = ranking[scope][name]["tau"][0], ranking[scope]["macs"]["tau"][0]
+            rows.append((f"{text} (best sampler: {name})", f"{tau:.2f} against {macs:.2f}",
+                         tau > macs and (scope == "window" or tau >= 0.7)))
+    if set(winners) == {"evolution", "random"}:
+        evo, rnd = (statistics.fmean(winners[k]["seeds"]) for k in ("evolution", "random"))
+        rows.append(("evolution's retrained winner at least as good as random's", f"{evo:.2f} against {rnd:.2f}",
+                     evo >= rnd))
+    if not rows:
+        return []
+    return ["## Goals (issue 9)", "", "| goal | measured | |", "|---|---|---|",
+            *(f"| {goal} | {value} | {'met' if ok else '**missed**'} |" for goal, value, ok in rows), ""]
+
+
+def variants_section(result: dict, a: argparse.Namespace) -> list[str]:
+    """docs/results.md: what else moves tau, on the first sampler's supernet."""
+    first, ranking = a.samplers[0], result["ranking"]
+    names = [n for n, _ in rankers(a)[len(a.samplers):] if any(n in e for e in ranking.values())]
+    if not names:
+        return []
+    lines = [f"## What else moves the ranking ({first} supernet)", "",
+             f"The same {first} supernet scored another way, or trained twice as long; Kendall tau against the "
+             "seeds' mean, with 90 % intervals.", "",
+             "| change | tau across the space | tau inside the window |", "|---|---|---|",
+             f"| none (as searched: top-1 on all {a.holdout} held-out images, BatchNorm recalibrated) | "
+             + " | ".join(fmt(e[first]["tau"]) if first in e else "" for e in ranking.values()) + " |"]
+    for name in names:
+        lines.append(f"| {VARIANT_LABELS[name.split('-', 1)[1]]} | "
+                     + " | ".join(fmt(e[name]["tau"]) if name in e else "" for e in ranking.values()) + " |")
+    return lines + [""]
 
 
 def after_search_section(after: dict, a: argparse.Namespace) -> list[str]:
@@ -386,6 +463,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="retraining epochs per architecture")
     parser.add_argument("--supernet-epochs", type=int, default=15, help="uniform-path epochs' worth of compute")
     parser.add_argument("--samplers", nargs="+", default=["uniform", "fair", "sandwich"])
+    parser.add_argument("--distill-weight", type=float, default=0.5, help="sandwich: distillation share of the "
+                        "students' loss")
     parser.add_argument("--holdout", type=int, default=1500, help="training images held out for fitness")
     parser.add_argument("--population", type=int, default=20)
     parser.add_argument("--generations", type=int, default=5)
@@ -408,7 +487,7 @@ def main() -> None:
         statistics.median(study.space.cost_table.macs(study.space.sample(rng)) for _ in range(2000))
     archs = pick_archs(study.space, args.spread, args.window, study.budget, args.seed)
     names = [(f"{g}{i}", a) for g, members in archs.items() for i, a in enumerate(members)]
-    jobs = ([f"supernet-{s}" for s in args.samplers] + [f"retrain-{n}-seed{s}" for n, _ in names for s in args.seeds]
+    jobs = ([f"supernet-{s}" for s in args.samplers] + [f"supernet-{args.samplers[0]}-x2"] + [f"retrain-{n}-seed{s}" for n, _ in names for s in args.seeds]
             + ["search-evolution", "search-random"]
             + [f"retrain-winner-{k}-seed{s}" for k in ("evolution", "random") for s in args.seeds]
             + ["finalize", "tune"] + [f"retrain-{k}-seed{s}" for k in ("top1", "finalized", "tuned")
@@ -440,6 +519,8 @@ def main() -> None:
             study.retrain("top1", top1, seed)
             study.retrain("finalized", Arch.parse(final["arch"]), seed)
             study.retrain("tuned", Arch.parse(final["arch"]), seed, str(work / "tune" / "recipe.yaml"))
+        for variant in VARIANTS:  # what else moves tau
+            study.fitness(args.samplers[0], [a for _, a in names], variant)
     result = analyse(study, archs, args.seeds)
     atomic_write_text(Path(args.out) / "study.json", json.dumps(result, indent=1))
     write_results(Path(args.results), result, study, command, jobs)

@@ -71,19 +71,29 @@ def test_sandwich_on_a_full_space_matches_its_macs_range():
 
 
 def test_sandwich_distillation_targets_carry_no_gradient(tmp_path, monkeypatch):
-    """The loop's students learn from the largest path's detached predictions."""
-    seen = []
+    """The loop's students learn from the largest path's detached predictions, and from the labels."""
+    soft, hard = [], []
     original = F.cross_entropy
 
     def spy(logits, target, *args, **kwargs):
         if target.dtype.is_floating_point:
-            seen.append((target.requires_grad, target.sum(1)))
+            soft.append((target.requires_grad, target.sum(1)))
+        elif logits.requires_grad:  # a training pass (validation runs under no_grad)
+            hard.append(target)
         return original(logits, target, *args, **kwargs)
     monkeypatch.setattr(F, "cross_entropy", spy)
     assert main(["train-supernet", "--config", str(SPACES / "digits.yaml"), "--out", str(tmp_path), "--epochs", "1",
                  "--batch-size", "512", "--sampler", "sandwich", "--sandwich-k", "1", "--val-archs", "1"]) == 0
-    assert len(seen) == 2 * 2  # two steps, two students each (smallest and one random)
-    assert all(not grad and torch.allclose(total, torch.ones_like(total)) for grad, total in seen)
+    assert len(soft) == 2 * 2  # two steps, two students each (smallest and one random)
+    assert all(not grad and torch.allclose(total, torch.ones_like(total)) for grad, total in soft)
+    assert len(hard) == 2 * 3  # the teacher and both students on the labels too (--distill-weight 0.5)
+
+
+def test_distill_weight_outside_zero_to_one_is_refused(tmp_path, capsys):
+    assert main(["train-supernet", "--config", str(SPACES / "digits.yaml"), "--out", str(tmp_path / "run"),
+                 "--epochs", "1", "--sampler", "sandwich", "--distill-weight", "1.5"]) == 2
+    assert "--distill-weight" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_unknown_sampler_and_a_range_fair_cannot_fill(tmp_path):

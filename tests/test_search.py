@@ -117,6 +117,21 @@ def test_ray_backend_matches_local_and_survives_a_killed_actor(tmp_path, superne
     assert [(r.arch, r.fitness) for r in on_ray.state.history] == [(r.arch, r.fitness) for r in on_cpu.state.history]
 
 
+def test_bn_recalibration_and_bn_batches_zero_keeping_the_supernets_statistics(supernet):
+    from psvit_nas import Arch
+    from psvit_nas.search import inherited_model
+
+    net, _ = load_supernet(supernet)
+    arch = Arch(tuple(("reattn",) * stage.cells for stage in DIGITS.stages))
+    supernet_stats = {k: v for k, v in net.path_state_dict(arch).items() if k.endswith("running_mean")}
+    assert supernet_stats
+    for bn_batches, kept in ((0, True), (2, False)):
+        _, calib = FitnessSet("digits", "data", 200, 100, bn_batches, 64).load(DIGITS)
+        model = inherited_model(net, arch, lambda: calib).state_dict()
+        same = [torch.equal(model[k], v) for k, v in supernet_stats.items()]
+        assert all(same) if kept else not any(same)
+
+
 def test_export_reproduces_the_search_fitness(tmp_path, supernet, capsys):
     out = tmp_path / "search"
     assert main(["evolve", "--supernet", supernet, "--flops", "0.9M", "--out", str(out), "--population", "6",
@@ -140,6 +155,8 @@ def test_search_bad_inputs(tmp_path, supernet, capsys):
     code = main(["evolve", "--supernet", supernet, "--flops", "10K", "--out", str(tmp_path / "s")])
     err = capsys.readouterr().err
     assert code == 2 and "smallest" in err and "--flops" in err and not (tmp_path / "s" / "best.yaml").exists()
+    code = main(["evolve", "--supernet", supernet, "--flops", "1M", "--bn-batches", "-1", "--out", str(tmp_path / "s")])
+    assert code == 2 and "--bn-batches" in capsys.readouterr().err and not (tmp_path / "s" / "best.yaml").exists()
     code = main(["evolve", "--supernet", str(tmp_path / "nope.pt"), "--flops", "1M", "--out", str(tmp_path / "s")])
     assert code == 2 and "checkpoint not found" in capsys.readouterr().err
     other = tmp_path / "other.yaml"

@@ -76,3 +76,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile each cell (regional: a new path "
                    "reuses compiled cells)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+
+
+def add_bn_batches_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bn-batches", type=int, default=10, help="training batches for Re-Attention's BatchNorm "
+                   "recalibration of each inherited path (0: keep the supernet's running statistics)")

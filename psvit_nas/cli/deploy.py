@@ -7,7 +7,7 @@ from pathlib import Path
 from ..cost import count_cost
 from ..errors import ConfigError
 from ..space import ArchSpec, SearchSpace, format_macs
-from .common import add_cache_args, command, format_params
+from .common import add_bn_batches_arg, add_cache_args, command, format_params
 from .models import inherited_or_standalone
 
 
@@ -123,7 +123,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="default: from --out's suffix (.onnx, .pt2; otherwise state_dict)")
     p.add_argument("--data", default=None, help="dataset for BatchNorm recalibration (default: the supernet's)")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--bn-batches", type=int, default=10)
+    add_bn_batches_arg(p)
     add_cache_args(p)
     p = sub.add_parser("bench", help="images/s and latency of an architecture on this machine")
     p.add_argument("--arch", required=True, help="architecture spec YAML")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..space import ArchSpec
-from .common import add_data_args, cache_config, command, loader_workers
+from .common import add_bn_batches_arg, add_data_args, cache_config, command, loader_workers
 
 def load_weights(path: str, spec: ArchSpec):
     """A PSViT for `spec` with the weights of an exported model.pt or a standalone training checkpoint."""
@@ -123,7 +123,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=["val", "search"], default="val",
                    help="val: the validation set; search: the held-out training images recorded in best.yaml")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--bn-batches", type=int, default=10, help="training batches for BatchNorm recalibration")
+    add_bn_batches_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p = sub.add_parser("analyze", help="attention-map similarity between layers and heads (DeepViT's metric)")
     p.add_argument("--arch", required=True, help="architecture spec YAML")
@@ -133,4 +133,4 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=".", help="folder for attention_similarity.png/.json")
     p.add_argument("--images", type=int, default=64, help="fixed validation images analysed")
     p.add_argument("--threshold", type=float, default=0.8)
-    p.add_argument("--bn-batches", type=int, default=10, help="training batches for BatchNorm recalibration")
+    add_bn_batches_arg(p)

@@ -5,7 +5,7 @@ import argparse
 
 from ..errors import ConfigError
 from ..space import parse_budget
-from .common import add_cache_args, cache_config, command
+from .common import add_bn_batches_arg, add_cache_args, cache_config, command
 
 @command("evolve")
 def cmd_evolve(args: argparse.Namespace) -> None:
@@ -52,7 +52,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mutation-prob", type=float, default=0.1, help="per-cell mutation probability")
     p.add_argument("--search-val-size", type=int, default=None,
                    help="held-out training images scoring each candidate (default: all the supernet held out)")
-    p.add_argument("--bn-batches", type=int, default=10, help="training batches for BatchNorm recalibration")
+    add_bn_batches_arg(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=["local", "ray"], default="local")
     p.add_argument("--ray-address", default=None, help="Ray cluster address, e.g. auto (default: start locally)")

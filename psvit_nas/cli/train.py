@@ -22,13 +22,17 @@ def _train_config(args: argparse.Namespace, space: SearchSpace):
     if args.checkpoint_every_steps < 0:
         raise ConfigError(None, "--checkpoint-every-steps", f"expected 0 (off) or a positive step count, got "
                           f"{args.checkpoint_every_steps}")
+    if not 0 <= getattr(args, "distill_weight", 0.5) <= 1:
+        raise ConfigError(None, "--distill-weight", f"expected a share between 0 and 1, got {args.distill_weight}")
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
                        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                        clip_grad=args.clip_grad or None, ema=args.ema, amp=args.amp, seed=args.seed,
                        workers=loader_workers(args), save_every=args.save_every,
                        checkpoint_every_steps=args.checkpoint_every_steps, compile=args.compile,
                        val_archs=getattr(args, "val_archs", 1), sampler=getattr(args, "sampler", "uniform"),
-                       sandwich_k=getattr(args, "sandwich_k", 2), flops_range=flops_range, augment=aug.to_dict())
+                       sandwich_k=getattr(args, "sandwich_k", 2),
+                       distill_weight=getattr(args, "distill_weight", 0.5), flops_range=flops_range,
+                       augment=aug.to_dict())
 
 
 def _fit(args: argparse.Namespace, model, space: SearchSpace, arch: Arch | None, holdout: int | None) -> None:
@@ -104,6 +108,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="paths per optimizer step: uniform (SPOS, one path), fair (FairNAS: every choice of every "
                    "cell once), sandwich (largest, smallest and --sandwich-k random paths, in-place distillation)")
     p.add_argument("--sandwich-k", type=int, default=2, help="random paths per sandwich step")
+    p.add_argument("--distill-weight", type=float, default=0.5, help="sandwich: the students' loss is this share "
+                   "distillation from the largest path, the rest cross-entropy on the labels (1: BigNAS's pure "
+                   "in-place distillation)")
 
     p = sub.add_parser("train", help="train a standalone model from scratch")
     p.add_argument("--arch", required=True, help="architecture spec YAML")

@@ -60,6 +60,9 @@ def fitness_set_for(checkpoint: dict[str, Any], source: str, data: str | None, d
         raise ConfigError(source, "search_holdout", "this supernet was trained on all its training images, so "
                           "none are left to score candidates; retrain with --search-holdout N")
     size = holdout if size is None else size
+    if bn_batches < 0:
+        raise ConfigError(None, "--bn-batches", f"expected 0 (keep the supernet's statistics) or more, got "
+                          f"{bn_batches}")
     if not 0 < size <= holdout:
         raise ConfigError(None, "--search-val-size", f"expected 1..{holdout} (the supernet's held-out images), "
                           f"got {size}")
@@ -77,10 +80,11 @@ def file_digest(path: str | Path) -> str:
 
 
 def inherited_model(supernet: Supernet, arch: Arch, calib: Callable[[], Batches], device: str = "cpu") -> PSViT:
-    """`arch` with its inherited weights; BatchNorm, where the path has it, recalibrated on `calib()`."""
+    """`arch` with its inherited weights; BatchNorm, where the path has it, recalibrated on `calib()` (if
+    that holds any batches; otherwise the supernet's running statistics stay)."""
     model = supernet.export(arch).to(device)
-    if has_batchnorm(model):
-        recalibrate_bn(model, calib(), device)
+    if has_batchnorm(model) and len(batches := calib()):
+        recalibrate_bn(model, batches, device)
     return model.eval()
 
 
