@@ -120,17 +120,19 @@ class Study:
             raise SystemExit(f"{' '.join(argv)} failed with exit code {code}")
         return (time.time() - start) / 60
 
-    def retrain(self, name: str, arch: Arch, seed: int, recipe: str | None = None) -> float:
-        """Retrain `arch` from scratch: the study's recipe, or the tuned `recipe` file for everything it sets."""
-        key = f"retrain-{name}-seed{seed}"
+    def retrain(self, name: str, arch: Arch, seed: int, recipe: str | None = None, epochs: int | None = None) -> float:
+        """Retrain `arch` from scratch: the study's recipe (for `epochs`, default --epochs), or the tuned `recipe`
+        file for everything it sets."""
+        a = self.args
+        epochs = epochs or a.epochs
+        key = f"retrain-{name}-seed{seed}" + (f"-e{epochs}" if epochs != a.epochs else "")
         if (rec := self.record(key)) is None:
-            a = self.args
             spec = self.work / f"{name}.yaml"
             self.space.spec(arch).to_yaml(spec)
             folder = self.work / key
             schedule = ["--recipe", recipe] if recipe else \
-                ["--lr", str(a.retrain_lr), "--warmup-epochs", str(min(1.0, a.epochs / 2))]
-            minutes = self._run(["train", "--arch", str(spec), "--data", self.data, "--epochs", str(a.epochs), "--seed",
+                ["--lr", str(a.retrain_lr), "--warmup-epochs", str(min(1.0, epochs / 2))]
+            minutes = self._run(["train", "--arch", str(spec), "--data", self.data, "--epochs", str(epochs), "--seed",
                        str(seed), "--batch-size", str(a.batch_size), *schedule], folder)
             row = json.loads((folder / "metrics.jsonl").read_text().splitlines()[-1])
             rec = self.done(key, {"arch": str(arch), "seed": seed, "val_top1": row["val_top1"],
@@ -229,9 +231,34 @@ def fmt(t: tuple[float, float, float]) -> str:
 def estimate_minutes(args: argparse.Namespace, study: Study, jobs: list[str], images: int) -> float:
     """Rough minutes for the jobs without a record: images x epochs at --est-images-per-s."""
     todo = [j for j in jobs if study.record(j) is None]
-    retrains = sum(j.startswith("retrain") for j in todo)
+    retrains = sum(int(j.rsplit("-e", 1)[1]) / args.epochs if j.rsplit("-", 1)[1].startswith("e") else 1
+                   for j in todo if j.startswith("retrain"))
     supernets = sum(2 if j.endswith("-x2") else 1 for j in todo if j.startswith("supernet"))
     return (retrains * args.epochs + supernets * args.supernet_epochs) * images / args.est_images_per_s / 60
+
+
+def probe_archs(spread: list[Arch], k: int) -> list[tuple[str, Arch]]:
+    """`k` of the spread architectures, evenly spaced over their MACs order, with their study names."""
+    picks = sorted({round(i * (len(spread) - 1) / (k - 1)) for i in range(k)}) if k > 1 else list(range(k))
+    return [(f"spread{i}", spread[i]) for i in picks if i < len(spread)]
+
+
+def schedule_probe(study: Study, result: dict, probe: list[tuple[str, Arch]]) -> dict | None:
+    """The probe's architectures at the study's schedule and at --probe-epochs, and who ranks the long one."""
+    a = study.args
+    by_arch = {r["arch"]: r for r in result["rows"]}
+    rows = []
+    for name, arch in probe:
+        rec = study.record(f"retrain-{name}-seed{a.seeds[0]}-e{a.probe_epochs}")
+        if rec and str(arch) in by_arch:
+            rows.append({"name": name, **by_arch[str(arch)], "long": rec["val_top1"]})
+    if len(rows) < 3:
+        return None
+    long = [r["long"] for r in rows]
+    tau = {"short (mean of seeds)": [r["mean"] for r in rows], "macs": [r["macs"] for r in rows]}
+    tau.update({f"supernet fitness ({s})": [r.get(f"fitness_{s}") for r in rows] for s in a.samplers})
+    return {"epochs": a.probe_epochs, "rows": rows,
+            "tau": {k: float(stats.kendalltau(v, long).statistic) for k, v in tau.items() if None not in v}}
 
 
 def rankers(a: argparse.Namespace) -> list[tuple[str, Callable[[dict], float | None]]]:
@@ -367,6 +394,7 @@ def write_results(path: Path, result: dict, study: Study, command: str, jobs: li
                          f"{', '.join(f'{v:.2f}' for v in w['seeds'])} | {statistics.fmean(w['seeds']):.2f} | "
                          f"`{w['arch'].replace('|', '/')}` |")
         lines.append("")
+    lines += probe_section(result["schedule_probe"], a)
     lines += after_search_section(result["after_search"], a)
     atomic_write_text(path, "\n".join(lines))
 
@@ -414,6 +442,25 @@ def variants_section(result: dict, a: argparse.Namespace) -> list[str]:
         lines.append(f"| {VARIANT_LABELS[name.split('-', 1)[1]]} | "
                      + " | ".join(fmt(e[name]["tau"]) if name in e else "" for e in ranking.values()) + " |")
     return lines + [""]
+
+
+def probe_section(probe: dict | None, a: argparse.Namespace) -> list[str]:
+    """docs/results.md: does the ground truth's order hold when the schedule is longer?"""
+    if not probe:
+        return []
+    lines = [f"## The ground truth at a longer schedule: {probe['epochs']} epochs against {a.epochs}", "",
+             f"{len(probe['rows'])} of the spread architectures retrained once more (seed {a.seeds[0]}) for "
+             f"{probe['epochs']} epochs, same recipe otherwise.", "",
+             f"| arch | MACs | {a.epochs} epochs (mean of seeds) | {probe['epochs']} epochs | "
+             + " | ".join(f"fitness {s}" for s in a.samplers) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(a.samplers)]
+    for r in probe["rows"]:
+        lines.append(f"| {r['name']} | {format_macs(r['macs'])} | {r['mean']:.2f} | {r['long']:.2f} | "
+                     + " | ".join(f"{r[f'fitness_{s}']:.2f}" if f"fitness_{s}" in r else "" for s in a.samplers)
+                     + " |")
+    lines += ["", f"Kendall tau against the {probe['epochs']}-epoch order (few architectures: no interval): "
+              + "; ".join(f"{k} {v:.2f}" for k, v in probe["tau"].items()) + ".", ""]
+    return lines
 
 
 def after_search_section(after: dict, a: argparse.Namespace) -> list[str]:
@@ -474,6 +521,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="which architectures are drawn")
     parser.add_argument("--finalize-topk", type=int, default=5, help="finalize: top-k of the evolution search")
     parser.add_argument("--tune-samples", type=int, default=6, help="tune: recipes tried (the default first)")
+    parser.add_argument("--probe-archs", type=int, default=4, help="spread architectures retrained once more, "
+                        "with the first seed, for --probe-epochs (0: no schedule probe)")
+    parser.add_argument("--probe-epochs", type=int, default=15)
     parser.add_argument("--est-images-per-s", type=float, default=350, help="for the time estimate")
     parser.add_argument("--report-only", action="store_true", help="write the results from the records, run nothing")
     args = parser.parse_args()
@@ -487,11 +537,14 @@ def main() -> None:
         statistics.median(study.space.cost_table.macs(study.space.sample(rng)) for _ in range(2000))
     archs = pick_archs(study.space, args.spread, args.window, study.budget, args.seed)
     names = [(f"{g}{i}", a) for g, members in archs.items() for i, a in enumerate(members)]
-    jobs = ([f"supernet-{s}" for s in args.samplers] + [f"supernet-{args.samplers[0]}-x2"] + [f"retrain-{n}-seed{s}" for n, _ in names for s in args.seeds]
+    probe = probe_archs(archs["spread"], args.probe_archs)
+    jobs = ([f"supernet-{s}" for s in args.samplers] + [f"supernet-{args.samplers[0]}-x2"]
+            + [f"retrain-{n}-seed{s}" for n, _ in names for s in args.seeds]
             + ["search-evolution", "search-random"]
             + [f"retrain-winner-{k}-seed{s}" for k in ("evolution", "random") for s in args.seeds]
             + ["finalize", "tune"] + [f"retrain-{k}-seed{s}" for k in ("top1", "finalized", "tuned")
-                                      for s in args.seeds])
+                                      for s in args.seeds]
+            + [f"retrain-{n}-seed{args.seeds[0]}-e{args.probe_epochs}" for n, _ in probe])
     images = len(load_split(study.data, "train", study.space)) - args.holdout
     print(f"{len(jobs)} jobs, {sum(study.record(j) is None for j in jobs)} to run: about "
           f"{estimate_minutes(args, study, jobs, images):.0f} minutes at {args.est_images_per_s:.0f} img/s", flush=True)
@@ -521,7 +574,10 @@ def main() -> None:
             study.retrain("tuned", Arch.parse(final["arch"]), seed, str(work / "tune" / "recipe.yaml"))
         for variant in VARIANTS:  # what else moves tau
             study.fitness(args.samplers[0], [a for _, a in names], variant)
+        for name, arch in probe:  # does the ground truth's order hold at a longer schedule?
+            study.retrain(name, arch, args.seeds[0], epochs=args.probe_epochs)
     result = analyse(study, archs, args.seeds)
+    result["schedule_probe"] = schedule_probe(study, result, probe)
     atomic_write_text(Path(args.out) / "study.json", json.dumps(result, indent=1))
     write_results(Path(args.results), result, study, command, jobs)
     print(f"wrote {args.results} and {Path(args.out) / 'study.json'}")

@@ -11,14 +11,16 @@ def _study(tmp_path, *extra):
          str(ROOT / "search_spaces" / "digits.yaml"), "--spread", "3", "--window", "2", "--epochs", "1",
          "--supernet-epochs", "2", "--samplers", "uniform", "sandwich", "--population", "4", "--generations", "2",
          "--holdout", "150", "--batch-size", "128", "--finalize-topk", "2", "--tune-samples", "2",
-         "--out", str(tmp_path / "study"), "--work", str(tmp_path / "runs"), "--results", str(tmp_path / "docs" / "results.md"), *extra],
+         "--probe-archs", "3", "--probe-epochs", "2",
+         "--out", str(tmp_path / "study"), "--work", str(tmp_path / "runs"),
+         "--results", str(tmp_path / "docs" / "results.md"), *extra],
         capture_output=True, text=True, timeout=900, cwd=ROOT)
 
 
 def test_study_script_runs_end_to_end_and_resumes_from_its_records(tmp_path):
     proc = _study(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "27 jobs, 27 to run" in proc.stdout
+    assert "30 jobs, 30 to run" in proc.stdout
     study = json.loads((tmp_path / "study" / "study.json").read_text())
     assert len(study["rows"]) == 5 and {r["group"] for r in study["rows"]} == {"spread", "window"}
     assert all(len(r["seeds"]) == 2 and "fitness_uniform" in r and "fitness_sandwich" in r for r in study["rows"])
@@ -29,11 +31,14 @@ def test_study_script_runs_end_to_end_and_resumes_from_its_records(tmp_path):
     assert {"uniform", "sandwich", "macs", "params", "uniform-loss", "uniform-third", "uniform-nobn",
             "uniform-x2"} <= set(ranking)
     assert set(study["winners"]) == {"evolution", "random"}
+    probe = study["schedule_probe"]
+    assert probe["epochs"] == 2 and len(probe["rows"]) == 3 and {"macs", "short (mean of seeds)"} <= set(probe["tau"])
     after = study["after_search"]
     assert set(after["retrains"]) == {"top1", "finalized", "tuned"} and len(after["finalize"]["trials"]) == 2
     assert after["retrains"]["finalized"]["arch"] == after["finalize"]["arch"] and "lr" in after["tune"]["recipe"]
     text = (tmp_path / "docs" / "results.md").read_text()
-    assert "27 of 27 jobs done" in text and "Kendall tau" in text and "study_ranking.png" in text
+    assert "30 of 30 jobs done" in text and "Kendall tau" in text and "study_ranking.png" in text
+    assert "The ground truth at a longer schedule: 2 epochs against 1" in text
     assert "What else moves the ranking (uniform supernet)" in text and "twice the supernet training" in text
     assert "After the search: `finalize` and `tune`" in text and "finalize's pick, tuned recipe" in text
     assert (tmp_path / "docs" / "study_ranking.png").stat().st_size > 0
@@ -44,7 +49,7 @@ def test_study_script_runs_end_to_end_and_resumes_from_its_records(tmp_path):
     stamps = {p.name: p.stat().st_mtime_ns for p in records.iterdir()}
     proc = _study(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "27 jobs, 1 to run" in proc.stdout
+    assert "30 jobs, 1 to run" in proc.stdout
     assert (records / "retrain-spread1-seed1.json").is_file()
     assert all(p.stat().st_mtime_ns == stamps[p.name] for p in records.iterdir() if p.name in stamps
                and not p.name.startswith("fitness"))
