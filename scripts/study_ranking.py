@@ -151,8 +151,8 @@ class Study:
             minutes = self._run(["train-supernet", "--config", a.config, "--data", self.data, "--epochs", str(epochs),
                                  "--sampler", sampler, "--lr", str(a.lr), "--batch-size", str(a.batch_size),
                                  "--search-holdout", str(a.holdout), "--val-archs", "2", *extra], folder)
-            self.done(key, {"epochs": epochs, "paths_per_step": paths, "minutes": minutes, **dict(zip(extra[::2],
-                                                                                                    extra[1::2]))})
+            self.done(key, {"epochs": epochs, "paths_per_step": paths, "minutes": minutes,
+                            **({"distill_weight": a.distill_weight} if extra else {})})
         return folder / "last.pt"
 
     def fitness(self, sampler: str, archs: list[Arch], variant: str = "") -> dict[str, dict[str, float]]:
@@ -360,7 +360,9 @@ def write_results(path: Path, result: dict, study: Study, command: str, jobs: li
              f"Data: {data_text}; space `{space.name}`; every architecture "
              f"retrained from scratch for {a.epochs} epochs (batch {a.batch_size}, lr {a.retrain_lr}) with seeds "
              f"{', '.join(map(str, result['seeds']))}; supernets trained at equal compute ({a.supernet_epochs} "
-             f"uniform-path epochs' worth of images), {a.holdout} training images held out for fitness. Intervals "
+             f"uniform-path epochs' worth of images"
+             + (f"; sandwich students' loss {a.distill_weight:g} distillation, the rest labels" if "sandwich" in
+                a.samplers else "") + f"), {a.holdout} training images held out for fitness. Intervals "
              "are 90 % percentile bootstrap intervals over architectures.", ""]
     lines += goals_section(result, a)
     for scope, entry in result["ranking"].items():
