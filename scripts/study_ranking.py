@@ -258,7 +258,7 @@ def schedule_probe(study: Study, result: dict, probe: list[tuple[str, Arch]]) ->
     tau = {"short (mean of seeds)": [r["mean"] for r in rows], "macs": [r["macs"] for r in rows]}
     tau.update({f"supernet fitness ({s})": [r.get(f"fitness_{s}") for r in rows] for s in a.samplers})
     return {"epochs": a.probe_epochs, "rows": rows,
-            "tau": {k: float(stats.kendalltau(v, long).statistic) for k, v in tau.items() if None not in v}}
+            "tau": {k: interval(v, long, stats.kendalltau) for k, v in tau.items() if None not in v}}
 
 
 def rankers(a: argparse.Namespace) -> list[tuple[str, Callable[[dict], float | None]]]:
@@ -460,8 +460,8 @@ def probe_section(probe: dict | None, a: argparse.Namespace) -> list[str]:
         lines.append(f"| {r['name']} | {format_macs(r['macs'])} | {r['mean']:.2f} | {r['long']:.2f} | "
                      + " | ".join(f"{r[f'fitness_{s}']:.2f}" if f"fitness_{s}" in r else "" for s in a.samplers)
                      + " |")
-    lines += ["", f"Kendall tau against the {probe['epochs']}-epoch order (few architectures: no interval): "
-              + "; ".join(f"{k} {v:.2f}" for k, v in probe["tau"].items()) + ".", ""]
+    lines += ["", f"Kendall tau against the {probe['epochs']}-epoch order (one seed, few architectures: wide "
+              "intervals): " + "; ".join(f"{k} {fmt(v)}" for k, v in probe["tau"].items()) + ".", ""]
     return lines
 
 
@@ -523,7 +523,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="which architectures are drawn")
     parser.add_argument("--finalize-topk", type=int, default=5, help="finalize: top-k of the evolution search")
     parser.add_argument("--tune-samples", type=int, default=6, help="tune: recipes tried (the default first)")
-    parser.add_argument("--probe-archs", type=int, default=4, help="spread architectures retrained once more, "
+    parser.add_argument("--probe-archs", type=int, default=6, help="spread architectures retrained once more, "
                         "with the first seed, for --probe-epochs (0: no schedule probe)")
     parser.add_argument("--probe-epochs", type=int, default=15)
     parser.add_argument("--est-images-per-s", type=float, default=350, help="for the time estimate")

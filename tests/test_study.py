@@ -33,6 +33,7 @@ def test_study_script_runs_end_to_end_and_resumes_from_its_records(tmp_path):
     assert set(study["winners"]) == {"evolution", "random"}
     probe = study["schedule_probe"]
     assert probe["epochs"] == 2 and len(probe["rows"]) == 3 and {"macs", "short (mean of seeds)"} <= set(probe["tau"])
+    assert all(len(t) == 3 for t in probe["tau"].values())  # (tau, low, high)
     after = study["after_search"]
     assert set(after["retrains"]) == {"top1", "finalized", "tuned"} and len(after["finalize"]["trials"]) == 2
     assert after["retrains"]["finalized"]["arch"] == after["finalize"]["arch"] and "lr" in after["tune"]["recipe"]
