@@ -483,8 +483,10 @@ def after_search_section(after: dict, a: argparse.Namespace) -> list[str]:
     if tuned:
         recipe = ", ".join(f"{k} {v:g}" for k, v in tuned["recipe"].items())
         lines += [f"`tune` tried {tuned['trials']} recipes on that architecture (the default first): best held-out "
-                  f"top-1 {tuned['score']:.2f} against the default's {tuned['default_score']:.2f} "
-                  f"({tuned['default_epochs']} epochs); recipe: {recipe}.", ""]
+                  f"top-1 {tuned['score']:.2f}" + (f" ({tuned['score_at_default_epochs']:.2f} at epoch "
+                  f"{tuned['default_epochs']})" if tuned.get("score_at_default_epochs") is not None else "")
+                  + f" against the default's {tuned['default_score']:.2f} ({tuned['default_epochs']} epochs); "
+                  f"recipe: {recipe}.", ""]
     if retrains:
         lines += ["Each retrained fully (validation top-1, each seed):", "", "| model | val top-1 (each seed) | mean |"
                   " arch |", "|---|---|---:|---|"]

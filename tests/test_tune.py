@@ -90,6 +90,9 @@ def test_finalize_and_tune_choose_on_held_out_training_images_only(tmp_path, tin
     assert float(best["score"]) == pytest.approx(result["score"], abs=1e-3)
     assert float(best["lr"]) == pytest.approx(result["recipe"]["lr"], rel=1e-4)
     assert result["score"] >= max(float(r["score"]) for r in rows if r["completed"] == "True") - 1e-3
+    default = next(r for r in rows if r["label"] == "default")
+    assert result["score_at_default_epochs"] == pytest.approx(  # the winner where the default stopped
+        float(best["curve"].split()[int(default["epochs"]) - 1]), abs=1e-2)
 
     assert main(["sample", "--config", str(SPACES / "digits.yaml"), "--out", str(tmp_path / "d.yaml")]) == 0
     assert main(["train", "--arch", str(tmp_path / "d.yaml"), "--recipe", str(tmp_path / "tune" / "recipe.yaml"),

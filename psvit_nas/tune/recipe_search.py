@@ -51,7 +51,10 @@ def tune_recipe(spec: ArchSpec, fitness: dict[str, Any], samples: int, setup_arg
     baseline = next((r for r in rows if r["recipe"] == default), None)
     result = {"recipe": {k: float(v) for k, v in winner["recipe"].items()},
               "score": winner["score"], "default_score": baseline["score"] if baseline else None,
-              "default_epochs": baseline["epochs"] if baseline else None, "epochs": setup.epochs,
+              "default_epochs": baseline["epochs"] if baseline else None,
+              # like with like: ASHA may stop the default early, so the winner's score at the default's last epoch
+              "score_at_default_epochs": winner["curve"][baseline["epochs"] - 1] if baseline and
+              0 < baseline["epochs"] <= len(winner["curve"]) else None, "epochs": setup.epochs,
               "trials": len(rows), "arch": str(spec.arch), "held_out": fitness, "arch_spec": source,
               "command": " ".join(sys.argv)}
     atomic_write_text(out / "recipe.yaml", "# psvit-nas retraining recipe: psvit-nas train --recipe recipe.yaml\n" +
@@ -62,6 +65,9 @@ def tune_recipe(spec: ArchSpec, fitness: dict[str, Any], samples: int, setup_arg
     print(f"{'':<3}{'held-out top-1':>15}{'epochs':>8}  recipe")
     for i, r in enumerate(rows):
         print(f"{'*' if i == 0 else '':<3}{r['score']:>15.2f}{r['epochs']:>8}  {r['label']}")
+    if result["score_at_default_epochs"] is not None and winner is not baseline:
+        print(f"at epoch {baseline['epochs']}, the default's last: best {result['score_at_default_epochs']:.2f}, "
+              f"default {baseline['score']:.2f}")
     print(f"best recipe -> {out / 'recipe.yaml'}; retrain with psvit-nas train --arch ... --recipe "
           f"{out / 'recipe.yaml'}")
     return result
