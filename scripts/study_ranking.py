@@ -541,7 +541,7 @@ def main() -> None:
         statistics.median(study.space.cost_table.macs(study.space.sample(rng)) for _ in range(2000))
     archs = pick_archs(study.space, args.spread, args.window, study.budget, args.seed)
     names = [(f"{g}{i}", a) for g, members in archs.items() for i, a in enumerate(members)]
-    probe = probe_archs(archs["spread"], args.probe_archs)
+    probe = probe_archs(archs["spread"], args.probe_archs) if args.probe_epochs != args.epochs else []
     jobs = ([f"supernet-{s}" for s in args.samplers] + [f"supernet-{args.samplers[0]}-x2"]
             + [f"retrain-{n}-seed{s}" for n, _ in names for s in args.seeds]
             + ["search-evolution", "search-random"]
