@@ -386,8 +386,8 @@ def write_results(path: Path, result: dict, study: Study, command: str, jobs: li
         lines.append(f"| {r['group']} | {format_macs(r['macs'])} | {r['params'] / 1e6:.3f}M | {fits} | "
                      + " | ".join(f"{v:.2f}" for v in r["seeds"]) + f" | `{r['arch'].replace('|', '/')}` |")
     lines.append("")
-    if scatter(result, a.samplers[0], path.parent / "study_ranking.png"):
-        lines += ["![ranking](study_ranking.png)", ""]
+    if scatter(result, a.samplers[0], path.with_suffix(".png")):  # one plot per results file
+        lines += [f"![ranking]({path.with_suffix('.png').name})", ""]
     if result["winners"]:
         lines += [f"## Evolution against random search ({format_macs(study.budget)} MACs, equal evaluations)", "",
                   "| strategy | fitness | MACs | retrained (each seed) | mean | arch |", "|---|---:|---:|---|---:|---|"]
@@ -431,6 +431,10 @@ def goals_section(result: dict, a: argparse.Namespace) -> list[str]:
 def variants_section(result: dict, a: argparse.Namespace) -> list[str]:
     """docs/results.md: what else moves tau, on the first sampler's supernet."""
     first, ranking = a.samplers[0], result["ranking"]
+
+    def cell(scope: str, name: str) -> str:
+        return fmt(ranking[scope][name]["tau"]) if name in ranking.get(scope, {}) else ""
+
     names = [n for n, _ in rankers(a)[len(a.samplers):] if any(n in e for e in ranking.values())]
     if not names:
         return []
@@ -439,10 +443,10 @@ def variants_section(result: dict, a: argparse.Namespace) -> list[str]:
              "seeds' mean, with 90 % intervals.", "",
              "| change | tau across the space | tau inside the window |", "|---|---|---|",
              f"| none (as searched: top-1 on all {a.holdout} held-out images, BatchNorm recalibrated) | "
-             + " | ".join(fmt(e[first]["tau"]) if first in e else "" for e in ranking.values()) + " |"]
+             + " | ".join(cell(scope, first) for scope in ("all", "window")) + " |"]
     for name in names:
         lines.append(f"| {VARIANT_LABELS[name.split('-', 1)[1]]} | "
-                     + " | ".join(fmt(e[name]["tau"]) if name in e else "" for e in ranking.values()) + " |")
+                     + " | ".join(cell(scope, name) for scope in ("all", "window")) + " |")
     return lines + [""]
 
 

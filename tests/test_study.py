@@ -38,11 +38,11 @@ def test_study_script_runs_end_to_end_and_resumes_from_its_records(tmp_path):
     assert set(after["retrains"]) == {"top1", "finalized", "tuned"} and len(after["finalize"]["trials"]) == 2
     assert after["retrains"]["finalized"]["arch"] == after["finalize"]["arch"] and "lr" in after["tune"]["recipe"]
     text = (tmp_path / "docs" / "results.md").read_text()
-    assert "30 of 30 jobs done" in text and "Kendall tau" in text and "study_ranking.png" in text
+    assert "30 of 30 jobs done" in text and "Kendall tau" in text and "(results.png)" in text
     assert "The ground truth at a longer schedule: 2 epochs against 1" in text
     assert "What else moves the ranking (uniform supernet)" in text and "twice the supernet training" in text
     assert "After the search: `finalize` and `tune`" in text and "finalize's pick, tuned recipe" in text
-    assert (tmp_path / "docs" / "study_ranking.png").stat().st_size > 0
+    assert (tmp_path / "docs" / "results.png").stat().st_size > 0
 
     # a lost retraining is redone; every stored one is reused
     records = tmp_path / "study" / "records"
