@@ -160,7 +160,7 @@ class Study:
         VARIANTS (the same supernet scored another way, or a longer-trained one)."""
         key = f"fitness-{sampler}" + (f"-{variant}" if variant else "")
         rec = self.record(key) or {}
-        missing = [a for a in archs if not isinstance(rec.get(str(a)), dict)]  # floats: an older record format
+        missing = [a for a in archs if str(a) not in rec]
         if missing:
             how = VARIANTS[variant]
             checkpoint = self.supernet(sampler, how.get("scale", 1))
@@ -284,7 +284,7 @@ def analyse(study: Study, archs: dict[str, list[Arch]], seeds: list[int]) -> dic
             row["mean"] = statistics.fmean(row["seeds"])
             for key in [f"fitness-{s}" for s in a.samplers] + [f"fitness-{a.samplers[0]}-{v}" for v in VARIANTS if v]:
                 value = (study.record(key) or {}).get(str(arch))
-                if isinstance(value, dict):
+                if value is not None:
                     row[key.replace("fitness-", "fitness_", 1)] = value["top1"]
                     row[key.replace("fitness-", "loss_", 1)] = value["loss"]
             rows.append(row)
