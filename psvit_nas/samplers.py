@@ -11,6 +11,9 @@ same paths as an uninterrupted one.
 - `sandwich` (BigNAS, AttentiveNAS): the largest path, the smallest path and k random ones;
   `distill` is set, so the loop makes the largest path's detached soft predictions the
   targets of the others (in-place distillation), mixed with the labels by `distill_weight`.
+- `macs` (AttentiveNAS's FLOPs prior): a MACs target drawn uniformly over the range, then a
+  uniform path within 5 % of the range's width of it, so small and large paths train as often as median ones
+  (uniform choices put almost every path near the median MACs).
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from typing import Sequence
 from .errors import ConfigError
 from .space import Arch, SearchSpace, format_macs
 
-SAMPLERS = ("uniform", "fair", "sandwich")
+SAMPLERS = ("uniform", "fair", "sandwich", "macs")
 
 
 class PathSampler:
@@ -93,15 +96,32 @@ class SandwichSampler(PathSampler):
         return [self.largest, self.smallest] + [self.path(step * (self.k + 1) + i) for i in range(self.k)]
 
 
+class MacsSampler(PathSampler):
+    """One path a step, drawn near a MACs target that is uniform over the range."""
+
+    def __init__(self, space: SearchSpace, seed: int, flops_range: Sequence[float] | None = None,
+                 band: float = 0.05, tries: int = 1000) -> None:
+        super().__init__(space, seed, flops_range, tries)
+        low, high = space.cost_table.macs_range
+        self.lo, self.hi, self.band = max(low, self.low or low), min(high, self.high or high), band
+
+    def path(self, step: int) -> Arch:
+        rng = self.rng(step)
+        target, width = rng.uniform(self.lo, self.hi), self.band * (self.hi - self.lo)
+        return self.space.sample(rng, max_macs=min(self.hi, target + width), min_macs=max(self.lo, target - width))
+
+
 def make_sampler(name: str, space: SearchSpace, seed: int, flops_range: Sequence[float] | None = None,
                  k: int = 2) -> PathSampler:
-    """The sampler called `name` (uniform, fair or sandwich)."""
+    """The sampler called `name` (one of SAMPLERS)."""
     if name == "uniform":
         return PathSampler(space, seed, flops_range)
     if name == "fair":
         return FairSampler(space, seed, flops_range)
     if name == "sandwich":
         return SandwichSampler(space, seed, flops_range, k)
+    if name == "macs":
+        return MacsSampler(space, seed, flops_range)
     raise ConfigError(None, "--sampler", f"expected one of {', '.join(SAMPLERS)}; got {name!r}")
 
 

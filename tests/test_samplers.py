@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from conftest import ROOT, SPACES
 from psvit_nas import Arch, SearchSpace, Supernet, parse_budget
 from psvit_nas.cli import main
-from psvit_nas.samplers import FairSampler, SandwichSampler, extreme_archs, make_sampler
+from psvit_nas.samplers import FairSampler, MacsSampler, SandwichSampler, extreme_archs, make_sampler
 
 DIGITS = SearchSpace.from_yaml(SPACES / "digits.yaml")
 
@@ -34,6 +34,22 @@ def test_fair_step_runs_every_choice_of_every_cell_once_and_each_gets_a_gradient
                 grads = [p.grad for p in module.parameters()]  # None: the choice did not run
                 assert choice == "identity" or (grads and all(g is not None for g in grads)), (s, c, choice)
     assert sum(p.grad.abs().sum() for p in net.parameters() if p.grad is not None) > 0
+
+
+@pytest.mark.parametrize("bounds", [None, ("0.2M", "0.6M")])
+def test_macs_sampler_trains_every_size_as_often(bounds):
+    """Uniform choices put few paths in the range's outer thirds; the MACs prior puts a third in each."""
+    flops_range = tuple(map(parse_budget, bounds)) if bounds else None
+    low, high = flops_range or DIGITS.cost_table.macs_range
+    thirds = [low + (high - low) * i / 3 for i in (1, 2)]
+    def shares(sampler):
+        macs = [DIGITS.cost_table.macs(sampler(step)[0]) for step in range(600)]
+        assert all(low <= m <= high for m in macs)
+        return [sum(m < thirds[0] for m in macs) / 600, sum(m > thirds[1] for m in macs) / 600]
+    sampler = MacsSampler(DIGITS, seed=2, flops_range=flops_range)
+    assert sampler(9) == sampler(9) and sampler(9) != sampler(10)
+    assert all(0.25 < share < 0.42 for share in shares(sampler))
+    assert min(shares(make_sampler("uniform", DIGITS, 2, flops_range))) < 0.2
 
 
 def _tiny_space():

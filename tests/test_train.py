@@ -10,6 +10,7 @@ from torch.utils.data import Subset
 
 from conftest import ROOT, SPACES
 from psvit_nas import SearchSpace, Supernet
+from psvit_nas.samplers import SAMPLERS
 from psvit_nas.cli import main
 import psvit_nas.train
 from psvit_nas.data import Augment, load_images
@@ -58,7 +59,7 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert _metrics(tmp_path / "cut")[0]["weight_digests"] == _metrics(tmp_path / "full")[1]["weight_digests"]
 
 
-@pytest.mark.parametrize("sampler", ["uniform", "fair", "sandwich"])
+@pytest.mark.parametrize("sampler", SAMPLERS)
 def test_resume_inside_an_epoch_matches_uninterrupted_run(sampler, tmp_path, monkeypatch):
     """DESIGN.md invariant 7: a checkpoint written mid-epoch resumes to the same weights, under every sampler."""
     saved = psvit_nas.train.save_checkpoint

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from ..errors import ConfigError
+from ..samplers import SAMPLERS
 from ..space import Arch, ArchSpec, SearchSpace, parse_budget
 from .common import add_train_args, cache_config, command, loader_workers
 
@@ -104,9 +105,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--search-holdout", type=int, default=None, help="training images held out for the search's "
                    "fitness (default: 10%%, at most 10,000)")
     p.add_argument("--val-archs", type=int, default=3, help="fixed paths whose mean accuracy is reported")
-    p.add_argument("--sampler", choices=["uniform", "fair", "sandwich"], default="uniform",
+    p.add_argument("--sampler", choices=SAMPLERS, default="uniform",
                    help="paths per optimizer step: uniform (SPOS, one path), fair (FairNAS: every choice of every "
-                   "cell once), sandwich (largest, smallest and --sandwich-k random paths, in-place distillation)")
+                   "cell once), sandwich (largest, smallest and --sandwich-k random paths, in-place distillation), "
+                   "macs (one path near a MACs target drawn uniformly over the range)")
     p.add_argument("--sandwich-k", type=int, default=2, help="random paths per sandwich step")
     p.add_argument("--distill-weight", type=float, default=0.5, help="sandwich: the students' loss is this share "
                    "distillation from the largest path, the rest cross-entropy on the labels (1: BigNAS's pure "
