@@ -11,7 +11,7 @@ same paths as an uninterrupted one.
 - `sandwich` (BigNAS, AttentiveNAS): the largest path, the smallest path and k random ones;
   `distill` is set, so the loop makes the largest path's detached soft predictions the
   targets of the others (in-place distillation), mixed with the labels by `distill_weight`.
-- `macs` (AttentiveNAS's FLOPs prior): a MACs target drawn uniformly over the range, then a
+- `flops` (AttentiveNAS's FLOPs prior): a MACs target drawn uniformly over the range, then a
   uniform path within 5 % of the range's width of it, so small and large paths train as often as median ones
   (uniform choices put almost every path near the median MACs).
 """
@@ -25,7 +25,7 @@ from typing import Sequence
 from .errors import ConfigError
 from .space import Arch, SearchSpace, format_macs
 
-SAMPLERS = ("uniform", "fair", "sandwich", "macs")
+SAMPLERS = ("uniform", "fair", "sandwich", "flops")
 
 
 class PathSampler:
@@ -96,7 +96,7 @@ class SandwichSampler(PathSampler):
         return [self.largest, self.smallest] + [self.path(step * (self.k + 1) + i) for i in range(self.k)]
 
 
-class MacsSampler(PathSampler):
+class FlopsSampler(PathSampler):
     """One path a step, drawn near a MACs target that is uniform over the range."""
 
     def __init__(self, space: SearchSpace, seed: int, flops_range: Sequence[float] | None = None,
@@ -120,8 +120,8 @@ def make_sampler(name: str, space: SearchSpace, seed: int, flops_range: Sequence
         return FairSampler(space, seed, flops_range)
     if name == "sandwich":
         return SandwichSampler(space, seed, flops_range, k)
-    if name == "macs":
-        return MacsSampler(space, seed, flops_range)
+    if name == "flops":
+        return FlopsSampler(space, seed, flops_range)
     raise ConfigError(None, "--sampler", f"expected one of {', '.join(SAMPLERS)}; got {name!r}")
 
 

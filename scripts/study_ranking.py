@@ -517,7 +517,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=5, help="retraining epochs per architecture")
     parser.add_argument("--supernet-epochs", type=int, default=15, help="uniform-path epochs' worth of compute")
-    parser.add_argument("--samplers", nargs="+", default=["uniform", "fair", "sandwich", "macs"])
+    parser.add_argument("--samplers", nargs="+", default=["uniform", "fair", "sandwich", "flops"])
     parser.add_argument("--distill-weight", type=float, default=0.5, help="sandwich: distillation share of the "
                         "students' loss")
     parser.add_argument("--holdout", type=int, default=1500, help="training images held out for fitness")

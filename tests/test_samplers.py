@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from conftest import ROOT, SPACES
 from psvit_nas import Arch, SearchSpace, Supernet, parse_budget
 from psvit_nas.cli import main
-from psvit_nas.samplers import FairSampler, MacsSampler, SandwichSampler, extreme_archs, make_sampler
+from psvit_nas.samplers import FairSampler, FlopsSampler, SandwichSampler, extreme_archs, make_sampler
 
 DIGITS = SearchSpace.from_yaml(SPACES / "digits.yaml")
 
@@ -37,7 +37,7 @@ def test_fair_step_runs_every_choice_of_every_cell_once_and_each_gets_a_gradient
 
 
 @pytest.mark.parametrize("bounds", [None, ("0.2M", "0.6M")])
-def test_macs_sampler_trains_every_size_as_often(bounds):
+def test_flops_sampler_trains_every_size_as_often(bounds):
     """Uniform choices put few paths in the range's outer thirds; the MACs prior puts a third in each."""
     flops_range = tuple(map(parse_budget, bounds)) if bounds else None
     low, high = flops_range or DIGITS.cost_table.macs_range
@@ -46,7 +46,7 @@ def test_macs_sampler_trains_every_size_as_often(bounds):
         macs = [DIGITS.cost_table.macs(sampler(step)[0]) for step in range(600)]
         assert all(low <= m <= high for m in macs)
         return [sum(m < thirds[0] for m in macs) / 600, sum(m > thirds[1] for m in macs) / 600]
-    sampler = MacsSampler(DIGITS, seed=2, flops_range=flops_range)
+    sampler = FlopsSampler(DIGITS, seed=2, flops_range=flops_range)
     assert sampler(9) == sampler(9) and sampler(9) != sampler(10)
     assert all(0.25 < share < 0.42 for share in shares(sampler))
     assert min(shares(make_sampler("uniform", DIGITS, 2, flops_range))) < 0.2

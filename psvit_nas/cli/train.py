@@ -108,7 +108,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", choices=SAMPLERS, default="uniform",
                    help="paths per optimizer step: uniform (SPOS, one path), fair (FairNAS: every choice of every "
                    "cell once), sandwich (largest, smallest and --sandwich-k random paths, in-place distillation), "
-                   "macs (one path near a MACs target drawn uniformly over the range)")
+                   "flops (one path near a MACs target drawn uniformly over the range)")
     p.add_argument("--sandwich-k", type=int, default=2, help="random paths per sandwich step")
     p.add_argument("--distill-weight", type=float, default=0.5, help="sandwich: the students' loss is this share "
                    "distillation from the largest path, the rest cross-entropy on the labels (1: BigNAS's pure "
