@@ -224,6 +224,31 @@ def interval(x: list[float], y: list[float], fn, resamples: int = 2000) -> tuple
     return value, float(np.percentile(draws, 5)), float(np.percentile(draws, 95))
 
 
+def noise_ceiling(seeds: list[list[float]], draws: int = 2000) -> dict[str, tuple[float, float, float]]:
+    """What seed noise alone allows: (mean, 5th, 95th percentile) of the Kendall tau a perfect ranker would
+    reach against the seeds' mean ("ceiling"), and of seed against seed ("self", to check the model).
+
+    Model: each seed's accuracy is the true one plus N(0, s2), s2 the pooled variance between seeds; the
+    true accuracies are the means shrunk toward their average until their variance is the means' less s2/n.
+    """
+    acc = np.asarray(seeds, float)
+    n, mean = acc.shape[1], acc.mean(axis=1)
+    s2 = acc.var(axis=1, ddof=1).mean()
+    spread = mean.var(ddof=1)
+    truth = mean.mean() + (mean - mean.mean()) * (np.sqrt(max(spread - s2 / n, 0.0) / spread) if spread else 0)
+    rng = np.random.default_rng(0)
+
+    def seed() -> np.ndarray:
+        return truth + rng.normal(0, np.sqrt(s2), len(truth))
+
+    def summary(taus: list[float]) -> tuple[float, float, float]:
+        return float(np.mean(taus)), float(np.percentile(taus, 5)), float(np.percentile(taus, 95))
+
+    return {"ceiling": summary([stats.kendalltau(truth, np.mean([seed() for _ in range(n)], axis=0)).statistic
+                                for _ in range(draws)]),
+            "self": summary([stats.kendalltau(seed(), seed()).statistic for _ in range(draws)])}
+
+
 def fmt(t: tuple[float, float, float]) -> str:
     return f"{t[0]:.2f} [{t[1]:.2f}, {t[2]:.2f}]"
 
@@ -297,6 +322,7 @@ def analyse(study: Study, archs: dict[str, list[Arch]], seeds: list[int]) -> dic
         entry = {"archs": len(part),
                  "self_tau": interval([r["seeds"][0] for r in part], [r["seeds"][1] for r in part],
                                       stats.kendalltau) if len(seeds) > 1 else None,
+                 "ceiling": noise_ceiling([r["seeds"] for r in part]) if len(seeds) > 1 else None,
                  "macs": {"tau": interval([r["macs"] for r in part], mean, stats.kendalltau),
                           "rho": interval([r["macs"] for r in part], mean, stats.spearmanr)},
                  "params": {"tau": interval([r["params"] for r in part], mean, stats.kendalltau),
@@ -370,7 +396,11 @@ def write_results(path: Path, result: dict, study: Study, command: str, jobs: li
             f"inside the window ({format_macs(study.budget)} MACs +-10 %)"
         lines += [f"## Ranking {title}: {entry['archs']} architectures", ""]
         if entry["self_tau"]:
-            lines += [f"Ground truth, seed against seed: **Kendall tau {fmt(entry['self_tau'])}**", ""]
+            noise = entry["ceiling"]
+            lines += [f"Ground truth, seed against seed: **Kendall tau {fmt(entry['self_tau'])}**. At this seed "
+                      f"noise a perfect ranker would reach about **tau {fmt(noise['ceiling'])}** against the seeds' "
+                      f"mean: the noise ceiling of every tau below (`noise_ceiling` in the script; the same model "
+                      f"predicts a seed-against-seed tau of {fmt(noise['self'])}).", ""]
         lines += ["| ranked by | Kendall tau | Spearman rho |", "|---|---|---|"]
         for name in [*a.samplers, "macs", "params"]:
             if name in entry:
@@ -416,7 +446,9 @@ def goals_section(result: dict, a: argparse.Namespace) -> list[str]:
                         ("window", "inside the window: supernet tau above MACs alone's")):
         if (name := best(scope)) is not None:
             tau, macs = ranking[scope][name]["tau"][0], ranking[scope]["macs"]["tau"][0]
-            rows.append((f"{text} (best sampler: {name})", f"{tau:.2f} against {macs:.2f}",
+            ceiling = f" (noise ceiling {ranking[scope]['ceiling']['ceiling'][0]:.2f})" if ranking[scope]["ceiling"] \
+                else ""
+            rows.append((f"{text} (best sampler: {name})", f"{tau:.2f} against {macs:.2f}{ceiling}",
                          tau > macs and (scope == "window" or tau >= 0.7)))
     if set(winners) == {"evolution", "random"}:
         evo, rnd = (statistics.fmean(winners[k]["seeds"]) for k in ("evolution", "random"))

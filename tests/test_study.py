@@ -1,8 +1,19 @@
+import importlib.util
 import json
 import subprocess
 import sys
 
+import numpy as np
+from scipy import stats
+
 from conftest import ROOT
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("study_ranking", ROOT / "scripts" / "study_ranking.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _study(tmp_path, *extra):
@@ -25,8 +36,7 @@ def test_study_script_runs_end_to_end_and_resumes_from_its_records(tmp_path):
     assert len(study["rows"]) == 5 and {r["group"] for r in study["rows"]} == {"spread", "window"}
     assert all(len(r["seeds"]) == 2 and "fitness_uniform" in r and "fitness_sandwich" in r for r in study["rows"])
     ranking = study["ranking"]["all"]
-    for name in ("self_tau",):
-        value, low, high = ranking[name]
+    for value, low, high in (ranking["self_tau"], ranking["ceiling"]["ceiling"]):
         assert -1 <= value <= 1 and low <= high
     assert {"uniform", "sandwich", "macs", "params", "uniform-loss", "uniform-third", "uniform-nobn",
             "uniform-x2"} <= set(ranking)
@@ -39,6 +49,7 @@ def test_study_script_runs_end_to_end_and_resumes_from_its_records(tmp_path):
     assert after["retrains"]["finalized"]["arch"] == after["finalize"]["arch"] and "lr" in after["tune"]["recipe"]
     text = (tmp_path / "docs" / "results.md").read_text()
     assert "30 of 30 jobs done" in text and "Kendall tau" in text and "(results.png)" in text
+    assert "a perfect ranker would reach about" in text
     assert "The ground truth at a longer schedule: 2 epochs against 1" in text
     assert "What else moves the ranking (uniform supernet)" in text and "twice the supernet training" in text
     assert "After the search: `finalize` and `tune`" in text and "finalize's pick, tuned recipe" in text
@@ -54,3 +65,18 @@ def test_study_script_runs_end_to_end_and_resumes_from_its_records(tmp_path):
     assert (records / "retrain-spread1-seed1.json").is_file()
     assert all(p.stat().st_mtime_ns == stamps[p.name] for p in records.iterdir() if p.name in stamps
                and not p.name.startswith("fitness"))
+
+
+def test_noise_ceiling_follows_the_seed_noise():
+    """Without seed noise a perfect ranker is perfect; with noise the ceiling drops and the model predicts the
+    seed-against-seed tau that such seeds actually show."""
+    ceiling = _script().noise_ceiling
+    clean = ceiling([[a, a] for a in range(12)], draws=50)
+    assert np.allclose([*clean["ceiling"], *clean["self"]], 1.0)
+    rng = np.random.default_rng(3)
+    truth = np.linspace(0, 3, 40)
+    seeds = truth[:, None] + rng.normal(0, 1, (40, 2))
+    noisy = ceiling(seeds.tolist(), draws=300)
+    measured = stats.kendalltau(seeds[:, 0], seeds[:, 1]).statistic
+    assert noisy["self"][1] <= measured <= noisy["self"][2]
+    assert noisy["self"][0] < noisy["ceiling"][0] < 0.9
