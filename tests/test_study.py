@@ -40,6 +40,8 @@ def test_study_script_runs_end_to_end_and_resumes_from_its_records(tmp_path):
         assert -1 <= value <= 1 and low <= high
     assert {"uniform", "sandwich", "macs", "params", "uniform-loss", "uniform-third", "uniform-nobn",
             "uniform-x2"} <= set(ranking)
+    assert study["composition"] and all(set(taus) == {"ground truth", "uniform", "sandwich"}
+                                        for taus in study["composition"].values())
     assert set(study["winners"]) == {"evolution", "random"}
     probe = study["schedule_probe"]
     assert probe["epochs"] == 2 and len(probe["rows"]) == 3 and {"macs", "short (mean of seeds)"} <= set(probe["tau"])
@@ -49,7 +51,7 @@ def test_study_script_runs_end_to_end_and_resumes_from_its_records(tmp_path):
     assert after["retrains"]["finalized"]["arch"] == after["finalize"]["arch"] and "lr" in after["tune"]["recipe"]
     text = (tmp_path / "docs" / "results.md").read_text()
     assert "30 of 30 jobs done" in text and "Kendall tau" in text and "(results.png)" in text
-    assert "a perfect ranker would reach about" in text
+    assert "a perfect ranker would reach about" in text and "## What each ranking rewards" in text
     assert "The ground truth at a longer schedule: 2 epochs against 1" in text
     assert "What else moves the ranking (uniform supernet)" in text and "twice the supernet training" in text
     assert "After the search: `finalize` and `tune`" in text and "finalize's pick, tuned recipe" in text
