@@ -43,7 +43,7 @@ from scipy import stats
 
 from psvit_nas import Arch, ArchSpec, SearchSpace, format_macs, parse_budget
 from psvit_nas.cli import main as cli
-from psvit_nas.data import load_split
+from psvit_nas.data import holdout_split, load_split
 from psvit_nas.io import atomic_write_text, pyplot, save_figure
 from psvit_nas.search import Evaluator, fitness_set_for, load_supernet
 from psvit_nas.samplers import make_sampler
@@ -69,6 +69,39 @@ def class_subset(data: str, classes: int, folder: Path) -> str:
         lines = [line for line in (src / "val" / "val_annotations.txt").read_text().splitlines()
                  if line.split("\t")[1:2] and line.split("\t")[1] in keep]
         (tmp / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+        (tmp / "wnids.txt").write_text("\n".join(wnids) + "\n")
+        tmp.rename(folder)
+    return str(folder)
+
+
+def gt_subset(data: str, per_class: int, fitness_images: set[str], folder: Path) -> str:
+    """A Tiny-ImageNet-layout folder of links whose validation set also holds `per_class` training images of
+    each class (never one of the supernet's fitness images), which its training set lacks: the ground
+    truth's accuracy is then measured on more images, so it is less noisy (issue 9: at 1,500 validation
+    images the seed-to-seed differences are the evaluation's sampling noise)."""
+    src = Path(data).resolve()
+    if per_class <= 0 or not (src / "wnids.txt").is_file():
+        return data
+    if not (folder / "wnids.txt").is_file():
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "val" / "images").mkdir(parents=True)
+        wnids = [w for w in (src / "wnids.txt").read_text().split() if w]
+        annotations = (src / "val" / "val_annotations.txt").read_text().splitlines()
+        for line in annotations:
+            name = line.split("\t")[0]
+            os.symlink((src / "val" / "images" / name).resolve(), tmp / "val" / "images" / name)
+        for w in wnids:
+            files = sorted((src / "train" / w / "images").iterdir())
+            held = [f for f in files if f.name not in fitness_images][:per_class]
+            if len(held) < per_class or len(files) - len(held) < 1:
+                raise SystemExit(f"--gt-holdout: class {w} has too few training images for {per_class}")
+            (tmp / "train" / w / "images").mkdir(parents=True)
+            for f in files:
+                target = tmp / ("val/images" if f in held else f"train/{w}/images") / f.name
+                os.symlink(f.resolve(), target)
+            annotations += [f"{f.name}\t{w}" for f in held]
+        (tmp / "val" / "val_annotations.txt").write_text("\n".join(annotations) + "\n")
         (tmp / "wnids.txt").write_text("\n".join(wnids) + "\n")
         tmp.rename(folder)
     return str(folder)
@@ -132,7 +165,7 @@ class Study:
             folder = self.work / key
             schedule = ["--recipe", recipe] if recipe else \
                 ["--lr", str(a.retrain_lr), "--warmup-epochs", str(min(1.0, epochs / 2))]
-            minutes = self._run(["train", "--arch", str(spec), "--data", self.data, "--epochs", str(epochs), "--seed",
+            minutes = self._run(["train", "--arch", str(spec), "--data", self.gt_data, "--epochs", str(epochs), "--seed",
                        str(seed), "--batch-size", str(a.batch_size), *schedule], folder)
             row = json.loads((folder / "metrics.jsonl").read_text().splitlines()[-1])
             rec = self.done(key, {"arch": str(arch), "seed": seed, "val_top1": row["val_top1"],
@@ -402,8 +435,10 @@ def write_results(path: Path, result: dict, study: Study, command: str, jobs: li
              "```bash", command, "```", "",
              f"Data: {data_text}; space `{space.name}`; every architecture "
              f"retrained from scratch for {a.epochs} epochs (batch {a.batch_size}, lr {a.retrain_lr}) with seeds "
-             f"{', '.join(map(str, result['seeds']))}; supernets trained at equal compute ({a.supernet_epochs} "
-             f"uniform-path epochs' worth of images"
+             f"{', '.join(map(str, result['seeds']))}"
+             + (f" and scored on the validation images plus {a.gt_holdout} training images per class that its "
+                "training left out (none of them a fitness image)" if a.gt_holdout else "")
+             + f"; supernets trained at equal compute ({a.supernet_epochs} uniform-path epochs' worth of images"
              + (f"; sandwich students' loss {a.distill_weight:g} distillation, the rest labels" if "sandwich" in
                 a.samplers else "") + f"), {a.holdout} training images held out for fitness. Intervals "
              "are 90 % percentile bootstrap intervals over architectures.", ""]
@@ -585,6 +620,9 @@ def main() -> None:
     parser.add_argument("--distill-weight", type=float, default=0.5, help="sandwich: distillation share of the "
                         "students' loss")
     parser.add_argument("--holdout", type=int, default=1500, help="training images held out for fitness")
+    parser.add_argument("--gt-holdout", type=int, default=0, help="training images per class moved from the "
+                        "retrainings' training set to their validation set (never a fitness image): a less noisy "
+                        "ground truth")
     parser.add_argument("--population", type=int, default=20)
     parser.add_argument("--generations", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -603,6 +641,13 @@ def main() -> None:
     study = Study(args)
     study.space = SearchSpace.from_yaml(args.config)
     study.data = class_subset(args.data, args.classes, Path(args.work) / f"data-{args.classes}classes")
+    study.gt_data = study.data
+    if args.gt_holdout:
+        train = load_split(study.data, "train", study.space)
+        fitness_images = {Path(train.samples[i][0]).name for i in holdout_split(len(train), args.holdout)[1]} \
+            if hasattr(train, "samples") else set()
+        study.gt_data = gt_subset(study.data, args.gt_holdout, fitness_images,
+                                  Path(args.work) / f"data-{args.classes}classes-gt{args.gt_holdout}")
     Path(args.work).mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
     study.budget = parse_budget(args.budget) if args.budget else \

@@ -6,7 +6,9 @@ import sys
 import numpy as np
 from scipy import stats
 
-from conftest import ROOT
+from conftest import ROOT, SPACES
+from psvit_nas import SearchSpace
+from psvit_nas.data import load_split
 
 
 def _script():
@@ -82,3 +84,21 @@ def test_noise_ceiling_follows_the_seed_noise():
     measured = stats.kendalltau(seeds[:, 0], seeds[:, 1]).statistic
     assert noisy["self"][1] <= measured <= noisy["self"][2]
     assert noisy["self"][0] < noisy["ceiling"][0] < 0.9
+
+
+def test_gt_holdout_moves_training_images_but_no_fitness_image_into_validation(tmp_path, tiny_imagenet_dir):
+    data = tiny_imagenet_dir
+    space = SearchSpace.from_yaml(SPACES / "tiny_imagenet.yaml")
+    train = load_split(str(data), "train", space)
+    fitness = {p.name for p, _ in train.samples[:40]}
+    folder = _script().gt_subset(str(data), 7, fitness, tmp_path / "gt")
+    gt_train, gt_val = load_split(folder, "train", space), load_split(folder, "val", space)
+    val = load_split(str(data), "val", space)
+    classes = len(train.classes)
+    assert len(gt_train) == len(train) - 7 * classes and len(gt_val) == len(val) + 7 * classes
+    moved = [(p.name, y) for p, y in gt_val.samples[len(val):]]
+    assert {n for n, _ in moved}.isdisjoint(fitness) and {n for n, _ in moved}.isdisjoint(
+        p.name for p, _ in gt_train.samples)
+    assert all(train.classes[y] == n.split("_")[0] for n, y in moved)  # each keeps its own class
+    assert sorted(p.name for p, _ in gt_train.samples + gt_val.samples[len(val):]) == sorted(
+        p.name for p, _ in train.samples)
