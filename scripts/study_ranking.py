@@ -170,7 +170,24 @@ class Study:
             row = json.loads((folder / "metrics.jsonl").read_text().splitlines()[-1])
             rec = self.done(key, {"arch": str(arch), "seed": seed, "val_top1": row["val_top1"],
                                   "val_loss": row["val_loss"], "minutes": minutes})
+        if "val_correct" not in rec and (self.work / key / "last.pt").is_file():  # also fills older records in
+            rec = self.done(key, {**rec, "val_correct": self.correct(self.work / key / "last.pt", arch)})
         return rec["val_top1"]
+
+    def correct(self, checkpoint: Path, arch: Arch) -> str:
+        """Which ground-truth validation images the model classifies correctly, as a hex bit string."""
+        import torch
+
+        from psvit_nas.cli.models import load_weights
+        from psvit_nas.data import CacheConfig, EvalBatches, load_images
+
+        if not hasattr(self, "_val"):
+            val = load_images(self.gt_data, "val", self.space, cache=CacheConfig())
+            self._val = EvalBatches(val, self.space.image_size, 250, workers=0, keep=True)
+        model = load_weights(str(checkpoint), self.space.spec(arch)).eval()
+        with torch.no_grad():
+            hits = np.concatenate([(model(x).argmax(1) == y).numpy() for x, y in self._val])
+        return np.packbits(hits).tobytes().hex() + f":{len(hits)}"
 
     def supernet(self, sampler: str, scale: int = 1) -> Path:
         """The supernet of `sampler` at `scale` times the study's compute (images forwarded)."""
@@ -257,6 +274,29 @@ def interval(x: list[float], y: list[float], fn, resamples: int = 2000) -> tuple
     return value, float(np.percentile(draws, 5)), float(np.percentile(draws, 95))
 
 
+def unpack(bits: str) -> np.ndarray:
+    """The per-image hits stored by `Study.correct`."""
+    hexed, n = bits.split(":")
+    return np.unpackbits(np.frombuffer(bytes.fromhex(hexed), np.uint8))[: int(n)].astype(float)
+
+
+def evaluation_share(hits: list[list[np.ndarray]]) -> dict[str, float] | None:
+    """How much of the seed-to-seed differences the evaluation images alone explain.
+
+    `hits[arch][seed]` are per-image hits of two seeds. The seeds' difference in top-1 (points) has a
+    sampling variance over images of var(hit0 - hit1) / N; its mean over architectures against the mean
+    squared difference measured says whether more evaluation images (not more seeds or epochs) would make
+    the ground truth reproduce.
+    """
+    pairs = [h for h in hits if len(h) >= 2]
+    if len(pairs) < 3:
+        return None
+    observed = float(np.mean([(100 * (h[0].mean() - h[1].mean())) ** 2 for h in pairs]))
+    images = float(np.mean([1e4 * np.var(h[0] - h[1], ddof=1) / len(h[0]) for h in pairs]))
+    return {"archs": len(pairs), "images": len(pairs[0][0]), "observed": observed, "from_images": images,
+            "disagree": float(np.mean([np.mean(h[0] != h[1]) for h in pairs]))}
+
+
 def noise_ceiling(seeds: list[list[float]], draws: int = 2000) -> dict[str, tuple[float, float, float]]:
     """What seed noise alone allows: (mean, 5th, 95th percentile) of the Kendall tau a perfect ranker would
     reach against the seeds' mean ("ceiling"), and of seed against seed ("self", to check the model).
@@ -330,12 +370,14 @@ def rankers(a: argparse.Namespace) -> list[tuple[str, Callable[[dict], float | N
 
 def analyse(study: Study, archs: dict[str, list[Arch]], seeds: list[int]) -> dict:
     space, a = study.space, study.args
-    rows = []
+    rows, hits = [], {}
     for group, members in archs.items():
         for i, arch in enumerate(members):
             accs = [study.record(f"retrain-{group}{i}-seed{s}") for s in seeds]
             if any(r is None for r in accs):
                 continue
+            if all("val_correct" in r for r in accs):
+                hits[str(arch)] = [unpack(r["val_correct"]) for r in accs]
             cost = space.cost_table(arch)
             row = {"group": group, "arch": str(arch), "macs": cost.macs, "params": cost.params,
                    "seeds": [r["val_top1"] for r in accs]}
@@ -356,6 +398,7 @@ def analyse(study: Study, archs: dict[str, list[Arch]], seeds: list[int]) -> dic
                  "self_tau": interval([r["seeds"][0] for r in part], [r["seeds"][1] for r in part],
                                       stats.kendalltau) if len(seeds) > 1 else None,
                  "ceiling": noise_ceiling([r["seeds"] for r in part]) if len(seeds) > 1 else None,
+                 "evaluation": evaluation_share([hits[r["arch"]] for r in part if r["arch"] in hits]),
                  "macs": {"tau": interval([r["macs"] for r in part], mean, stats.kendalltau),
                           "rho": interval([r["macs"] for r in part], mean, stats.spearmanr)},
                  "params": {"tau": interval([r["params"] for r in part], mean, stats.kendalltau),
@@ -453,6 +496,15 @@ def write_results(path: Path, result: dict, study: Study, command: str, jobs: li
                       f"noise a perfect ranker would reach about **tau {fmt(noise['ceiling'])}** against the seeds' "
                       f"mean: the noise ceiling of every tau below (`noise_ceiling` in the script; the same model "
                       f"predicts a seed-against-seed tau of {fmt(noise['self'])}).", ""]
+        if (ev := entry["evaluation"]) and ev["observed"] > 0:
+            share = ev["from_images"] / ev["observed"]
+            verdict = "more evaluation images, not more seeds or epochs, is what would reduce it" if share > 0.5 \
+                else "most of it is training noise: more seeds per architecture or a longer schedule would reduce it"
+            lines += [f"Where the seed noise comes from ({ev['archs']} architectures with stored per-image hits): "
+                      f"the two seeds disagree on {100 * ev['disagree']:.0f} % of the {ev['images']} evaluation "
+                      f"images, so sampling those images alone gives their top-1 difference a variance of "
+                      f"{ev['from_images']:.2f} points², against {ev['observed']:.2f} measured ({100 * share:.0f} %): "
+                      f"{verdict}.", ""]
         lines += ["| ranked by | Kendall tau | Spearman rho |", "|---|---|---|"]
         for name in [*a.samplers, "macs", "params"]:
             if name in entry:

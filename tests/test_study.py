@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from conftest import ROOT, SPACES
@@ -54,6 +55,10 @@ def test_study_script_runs_end_to_end_and_resumes_from_its_records(tmp_path):
     text = (tmp_path / "docs" / "results.md").read_text()
     assert "30 of 30 jobs done" in text and "Kendall tau" in text and "(results.png)" in text
     assert "a perfect ranker would reach about" in text and "## What each ranking rewards" in text
+    assert "Where the seed noise comes from (5 architectures with stored per-image hits)" in text
+    for record in (tmp_path / "study" / "records").glob("retrain-*.json"):  # per-image hits, as scored
+        rec = json.loads(record.read_text())
+        assert 100 * _script().unpack(rec["val_correct"]).mean() == pytest.approx(rec["val_top1"])
     assert "The ground truth at a longer schedule: 2 epochs against 1" in text
     assert "What else moves the ranking (uniform supernet)" in text and "twice the supernet training" in text
     assert "After the search: `finalize` and `tune`" in text and "finalize's pick, tuned recipe" in text
@@ -102,3 +107,14 @@ def test_gt_holdout_moves_training_images_but_no_fitness_image_into_validation(t
     assert all(train.classes[y] == n.split("_")[0] for n, y in moved)  # each keeps its own class
     assert sorted(p.name for p, _ in gt_train.samples + gt_val.samples[len(val):]) == sorted(
         p.name for p, _ in train.samples)
+
+
+def test_evaluation_share_is_all_of_the_noise_when_seeds_differ_only_by_the_images():
+    """Two seeds whose hits are independent draws on the same images: the images explain the whole variance."""
+    rng = np.random.default_rng(0)
+    hits = [[(rng.random(3000) < p).astype(float) for _ in range(2)] for p in np.linspace(0.2, 0.5, 60)]
+    share = _script().evaluation_share(hits)
+    assert share["archs"] == 60 and share["images"] == 3000 and 0.3 < share["disagree"] < 0.5
+    assert 0.7 < share["from_images"] / share["observed"] < 1.4
+    same = _script().evaluation_share([[h[0], h[0]] for h in hits])
+    assert same["observed"] == same["from_images"] == 0
