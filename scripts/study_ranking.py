@@ -43,6 +43,7 @@ from scipy import stats
 
 from psvit_nas import Arch, ArchSpec, SearchSpace, format_macs, parse_budget
 from psvit_nas.cli import main as cli
+from psvit_nas.errors import ConfigError
 from psvit_nas.data import holdout_split, load_split
 from psvit_nas.io import atomic_write_text, pyplot, save_figure
 from psvit_nas.search import Evaluator, fitness_set_for, load_supernet
@@ -171,11 +172,13 @@ class Study:
             rec = self.done(key, {"arch": str(arch), "seed": seed, "val_top1": row["val_top1"],
                                   "val_loss": row["val_loss"], "minutes": minutes})
         if "val_correct" not in rec and (self.work / key / "last.pt").is_file():  # also fills older records in
-            rec = self.done(key, {**rec, "val_correct": self.correct(self.work / key / "last.pt", arch)})
+            if (hits := self.correct(self.work / key / "last.pt", arch)) is not None:
+                rec = self.done(key, {**rec, "val_correct": hits})
         return rec["val_top1"]
 
-    def correct(self, checkpoint: Path, arch: Arch) -> str:
-        """Which ground-truth validation images the model classifies correctly, as a hex bit string."""
+    def correct(self, checkpoint: Path, arch: Arch) -> str | None:
+        """Which ground-truth validation images the model classifies correctly, as a hex bit string (None for
+        a checkpoint the current model no longer loads: one trained before a layer changed shape)."""
         import torch
 
         from psvit_nas.cli.models import load_weights
@@ -184,7 +187,11 @@ class Study:
         if not hasattr(self, "_val"):
             val = load_images(self.gt_data, "val", self.space, cache=CacheConfig())
             self._val = EvalBatches(val, self.space.image_size, 250, workers=0, keep=True)
-        model = load_weights(str(checkpoint), self.space.spec(arch)).eval()
+        try:
+            model = load_weights(str(checkpoint), self.space.spec(arch)).eval()
+        except ConfigError as err:
+            print(f"no per-image hits: {err}", flush=True)
+            return None
         with torch.no_grad():
             hits = np.concatenate([(model(x).argmax(1) == y).numpy() for x, y in self._val])
         return np.packbits(hits).tobytes().hex() + f":{len(hits)}"
