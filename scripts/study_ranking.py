@@ -505,12 +505,12 @@ def write_results(path: Path, result: dict, study: Study, command: str, jobs: li
                       f"predicts a seed-against-seed tau of {fmt(noise['self'])}).", ""]
         if (ev := entry["evaluation"]) and ev["observed"] > 0:
             share = ev["from_images"] / ev["observed"]
-            verdict = "more evaluation images, not more seeds or epochs, is what would reduce it" if share > 0.5 \
-                else "most of it is training noise: more seeds per architecture or a longer schedule would reduce it"
+            verdict = "More evaluation images, not more seeds or epochs, is what would reduce it" if share > 0.5 \
+                else "The larger part is training noise: more seeds per architecture or a longer schedule would reduce it"
             lines += [f"Where the seed noise comes from ({ev['archs']} architectures with stored per-image hits): "
                       f"the two seeds disagree on {100 * ev['disagree']:.0f} % of the {ev['images']} evaluation "
                       f"images, so sampling those images alone gives their top-1 difference a variance of "
-                      f"{ev['from_images']:.2f} points², against {ev['observed']:.2f} measured ({100 * share:.0f} %): "
+                      f"{ev['from_images']:.2f} points², against {ev['observed']:.2f} measured ({100 * share:.0f} %). "
                       f"{verdict}.", ""]
         lines += ["| ranked by | Kendall tau | Spearman rho |", "|---|---|---|"]
         for name in [*a.samplers, "macs", "params"]:
