@@ -108,7 +108,10 @@ class FlopsSampler(PathSampler):
     def path(self, step: int) -> Arch:
         rng = self.rng(step)
         target, width = rng.uniform(self.lo, self.hi), self.band * (self.hi - self.lo)
-        return self.space.sample(rng, max_macs=min(self.hi, target + width), min_macs=max(self.lo, target - width))
+        try:
+            return self.space.sample(rng, max_macs=min(self.hi, target + width), min_macs=max(self.lo, target - width))
+        except ConfigError:  # no path this close to the target (a narrow range of coarse cells): any in the range
+            return super().path(step)
 
 
 def make_sampler(name: str, space: SearchSpace, seed: int, flops_range: Sequence[float] | None = None,

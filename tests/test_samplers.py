@@ -52,6 +52,12 @@ def test_flops_sampler_trains_every_size_as_often(bounds):
     assert min(shares(make_sampler("uniform", DIGITS, 2, flops_range))) < 0.2
 
 
+def test_flops_sampler_in_a_range_too_narrow_for_its_band_still_gives_paths_inside_it():
+    low, high = parse_budget("0.35M"), parse_budget("0.36M")
+    sampler = FlopsSampler(_tiny_space(), seed=0, flops_range=(low, high))
+    assert all(low <= sampler.space.cost_table.macs(sampler(step)[0]) <= high for step in range(50))
+
+
 def _tiny_space():
     data = DIGITS.to_dict()
     for stage in data["stages"]:
