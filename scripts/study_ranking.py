@@ -34,6 +34,7 @@ import random
 import shutil
 import statistics
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -44,7 +45,7 @@ from scipy import stats
 from psvit_nas import Arch, ArchSpec, SearchSpace, format_macs, parse_budget
 from psvit_nas.cli import main as cli
 from psvit_nas.errors import ConfigError
-from psvit_nas.data import holdout_split, load_split
+from psvit_nas.data import CacheConfig, EvalBatches, holdout_split, load_images, load_split
 from psvit_nas.io import atomic_write_text, pyplot, save_figure
 from psvit_nas.search import Evaluator, fitness_set_for, load_supernet
 from psvit_nas.samplers import make_sampler
@@ -52,27 +53,41 @@ from psvit_nas.samplers import make_sampler
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def class_subset(data: str, classes: int, folder: Path) -> str:
-    """A Tiny-ImageNet-layout folder of links holding the first `classes` classes of `data`."""
-    src = Path(data).resolve()
-    if not (src / "wnids.txt").is_file() or classes <= 0:
-        return data
-    wnids = [w for w in (src / "wnids.txt").read_text().split() if w][:classes]
+def link_folder(folder: Path, wnids: list[str], fill: Callable[[Path], list[str]]) -> str:
+    """Build a Tiny-ImageNet-layout folder of links once, atomically: `fill` links the images into a temporary
+    sibling and returns its val_annotations lines; the folder is renamed into place when complete."""
     if not (folder / "wnids.txt").is_file():
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "train").mkdir(parents=True)
         (tmp / "val").mkdir()
+        annotations = fill(tmp)
+        (tmp / "val" / "val_annotations.txt").write_text("\n".join(annotations) + "\n")
+        (tmp / "wnids.txt").write_text("\n".join(wnids) + "\n")
+        tmp.rename(folder)
+    return str(folder)
+
+
+def read_wnids(src: Path) -> list[str]:
+    return [w for w in (src / "wnids.txt").read_text().split() if w]
+
+
+def class_subset(data: str, classes: int, folder: Path) -> str:
+    """A Tiny-ImageNet-layout folder of links holding the first `classes` classes of `data`."""
+    src = Path(data).resolve()
+    if not (src / "wnids.txt").is_file() or classes <= 0:
+        return data
+    wnids = read_wnids(src)[:classes]
+
+    def fill(tmp: Path) -> list[str]:
         for w in wnids:
             os.symlink(src / "train" / w, tmp / "train" / w)
         os.symlink(src / "val" / "images", tmp / "val" / "images")
         keep = set(wnids)
-        lines = [line for line in (src / "val" / "val_annotations.txt").read_text().splitlines()
-                 if line.split("\t")[1:2] and line.split("\t")[1] in keep]
-        (tmp / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
-        (tmp / "wnids.txt").write_text("\n".join(wnids) + "\n")
-        tmp.rename(folder)
-    return str(folder)
+        return [line for line in (src / "val" / "val_annotations.txt").read_text().splitlines()
+                if line.split("\t")[1:2] and line.split("\t")[1] in keep]
+
+    return link_folder(folder, wnids, fill)
 
 
 def gt_subset(data: str, per_class: int, fitness_images: set[str], folder: Path) -> str:
@@ -83,11 +98,10 @@ def gt_subset(data: str, per_class: int, fitness_images: set[str], folder: Path)
     src = Path(data).resolve()
     if per_class <= 0 or not (src / "wnids.txt").is_file():
         return data
-    if not (folder / "wnids.txt").is_file():
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "val" / "images").mkdir(parents=True)
-        wnids = [w for w in (src / "wnids.txt").read_text().split() if w]
+    wnids = read_wnids(src)
+
+    def fill(tmp: Path) -> list[str]:
+        (tmp / "val" / "images").mkdir()
         annotations = (src / "val" / "val_annotations.txt").read_text().splitlines()
         for line in annotations:
             name = line.split("\t")[0]
@@ -95,17 +109,15 @@ def gt_subset(data: str, per_class: int, fitness_images: set[str], folder: Path)
         for w in wnids:
             files = sorted((src / "train" / w / "images").iterdir())
             held = [f for f in files if f.name not in fitness_images][:per_class]
-            if len(held) < per_class or len(files) - len(held) < 1:
+            if len(held) < per_class or len(files) == len(held):
                 raise SystemExit(f"--gt-holdout: class {w} has too few training images for {per_class}")
             (tmp / "train" / w / "images").mkdir(parents=True)
             for f in files:
-                target = tmp / ("val/images" if f in held else f"train/{w}/images") / f.name
-                os.symlink(f.resolve(), target)
+                os.symlink(f.resolve(), tmp / ("val/images" if f in held else f"train/{w}/images") / f.name)
             annotations += [f"{f.name}\t{w}" for f in held]
-        (tmp / "val" / "val_annotations.txt").write_text("\n".join(annotations) + "\n")
-        (tmp / "wnids.txt").write_text("\n".join(wnids) + "\n")
-        tmp.rename(folder)
-    return str(folder)
+        return annotations
+
+    return link_folder(folder, wnids, fill)
 
 
 def pick_archs(space: SearchSpace, spread: int, window: int, budget: float, seed: int) -> dict[str, list[Arch]]:
@@ -171,10 +183,17 @@ class Study:
             row = json.loads((folder / "metrics.jsonl").read_text().splitlines()[-1])
             rec = self.done(key, {"arch": str(arch), "seed": seed, "val_top1": row["val_top1"],
                                   "val_loss": row["val_loss"], "minutes": minutes})
-        if "val_correct" not in rec and (self.work / key / "last.pt").is_file():  # also fills older records in
-            if (hits := self.correct(self.work / key / "last.pt", arch)) is not None:
+        checkpoint = self.work / key / "last.pt"
+        if "val_correct" not in rec and checkpoint.is_file():  # also fills older records in
+            if (hits := self.correct(checkpoint, arch)) is not None:
                 rec = self.done(key, {**rec, "val_correct": hits})
         return rec["val_top1"]
+
+    @cached_property
+    def gt_val(self) -> EvalBatches:
+        """The ground truth's evaluation images, decoded once."""
+        val = load_images(self.gt_data, "val", self.space, cache=CacheConfig())
+        return EvalBatches(val, self.space.image_size, 250, workers=0, keep=True)
 
     def correct(self, checkpoint: Path, arch: Arch) -> str | None:
         """Which ground-truth validation images the model classifies correctly, as a hex bit string (None for
@@ -182,18 +201,14 @@ class Study:
         import torch
 
         from psvit_nas.cli.models import load_weights
-        from psvit_nas.data import CacheConfig, EvalBatches, load_images
 
-        if not hasattr(self, "_val"):
-            val = load_images(self.gt_data, "val", self.space, cache=CacheConfig())
-            self._val = EvalBatches(val, self.space.image_size, 250, workers=0, keep=True)
         try:
             model = load_weights(str(checkpoint), self.space.spec(arch)).eval()
         except ConfigError as err:
             print(f"no per-image hits: {err}", flush=True)
             return None
         with torch.no_grad():
-            hits = np.concatenate([(model(x).argmax(1) == y).numpy() for x, y in self._val])
+            hits = np.concatenate([(model(x).argmax(1) == y).numpy() for x, y in self.gt_val])
         return np.packbits(hits).tobytes().hex() + f":{len(hits)}"
 
     def supernet(self, sampler: str, scale: int = 1) -> Path:
