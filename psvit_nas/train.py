@@ -31,7 +31,8 @@ from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 
 from .errors import ConfigError
-from .data import Augment, BatchAugment, EvalBatches, TrainLoader, per_image_transform
+from .data import (Augment, BatchAugment, CacheConfig, EvalBatches, TrainLoader, holdout_split, load_images,
+                   num_classes, per_image_transform)
 from .evaluate import evaluate, forward
 from .io import atomic_write, atomic_write_text
 from .samplers import PathSampler, make_sampler
@@ -310,6 +311,27 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
     if writer is not None:
         writer.close()
     return last
+
+
+def fit_on(model: nn.Module, space: SearchSpace, data: str, cfg: TrainConfig, out: str | Path,
+           arch: Arch | None = None, holdout: int | None = 0, data_dir: str = "data", cache: CacheConfig | None = None,
+           resume: bool = False, command: str = "",
+           on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """`fit` on a dataset by name (`data.load_images`): its training images less `holdout` kept out for the
+    search (None: 10 %, at most 10,000), scored on its validation split. Seeds torch with `cfg.seed` first."""
+    Dist.from_env()  # join the process group first: rank 0 builds the image cache, the others wait
+    train_set = load_images(data, "train", space, data_dir, cache)
+    val_set = load_images(data, "val", space, data_dir, cache)
+    if holdout is None:
+        holdout = min(len(train_set) // 10, 10_000)
+    keep, held = holdout_split(len(train_set), holdout)
+    if held:
+        train_set = Subset(train_set, keep)
+    run_config = {"command": command, "data": data, "data_dir": data_dir, "num_classes": num_classes(val_set),
+                  "search_holdout": holdout, "train_images": len(train_set), "val_images": len(val_set)}
+    torch.manual_seed(cfg.seed)
+    return fit(model, space, train_set, val_set, cfg, out, arch=arch, resume=resume, run_config=run_config,
+               on_epoch=on_epoch)
 
 
 def _validate(model: nn.Module, batches: EvalBatches, archs: list[Arch | None], env: Dist,

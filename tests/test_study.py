@@ -1,102 +1,96 @@
-import importlib.util
+"""The ranking study: statistics on synthetic data, the data folders, bad input, and (slow) the command end to
+end with parallel trials, killed and resumed."""
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 from conftest import ROOT, SPACES
 from psvit_nas import SearchSpace
+from psvit_nas.cli import main
 from psvit_nas.data import load_split
+from psvit_nas.study.data import gt_subset
+from psvit_nas.study.stats import (ALL_TIED, TOO_FEW, evaluation_share, fmt, interval, kendall, noise_ceiling,
+                                   spearman, unpack)
+
+TINY = ["--data", "digits", "--config", str(SPACES / "digits.yaml"), "--spread", "3", "--window", "2",
+        "--epochs", "1", "--supernet-epochs", "2", "--samplers", "uniform", "sandwich", "--population", "4",
+        "--generations", "2", "--holdout", "150", "--batch-size", "128", "--finalize-topk", "2",
+        "--tune-samples", "2", "--probe-archs", "3", "--probe-epochs", "2", "--cpus-per-trial", "1"]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("study_ranking", ROOT / "scripts" / "study_ranking.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# ----- statistics -----------------------------------------------------------------------------------------
+def test_interval_of_a_known_order_and_its_reversal():
+    x = list(range(8))
+    assert interval(x, x, kendall) == pytest.approx((1.0, 1.0, 1.0))
+    assert interval(x, x[::-1], spearman) == pytest.approx((-1.0, -1.0, -1.0))
 
 
-def _study(tmp_path, *extra):
-    return subprocess.run(
-        [sys.executable, "-W", "ignore", str(ROOT / "scripts" / "study_ranking.py"), "--data", "digits", "--config",
-         str(ROOT / "search_spaces" / "digits.yaml"), "--spread", "3", "--window", "2", "--epochs", "1",
-         "--supernet-epochs", "2", "--samplers", "uniform", "sandwich", "--population", "4", "--generations", "2",
-         "--holdout", "150", "--batch-size", "128", "--finalize-topk", "2", "--tune-samples", "2",
-         "--probe-archs", "3", "--probe-epochs", "2",
-         "--out", str(tmp_path / "study"), "--work", str(tmp_path / "runs"),
-         "--results", str(tmp_path / "docs" / "results.md"), *extra],
-        capture_output=True, text=True, timeout=900, cwd=ROOT)
+def test_interval_contains_the_statistic():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=30)
+    y = x + rng.normal(size=30)
+    value, low, high = interval(x.tolist(), y.tolist(), kendall)
+    assert value == pytest.approx(stats.kendalltau(x, y).statistic)
+    assert low < value < high
 
 
-def test_study_script_runs_end_to_end_and_resumes_from_its_records(tmp_path):
-    proc = _study(tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "30 jobs, 30 to run" in proc.stdout
-    study = json.loads((tmp_path / "study" / "study.json").read_text())
-    assert len(study["rows"]) == 5 and {r["group"] for r in study["rows"]} == {"spread", "window"}
-    assert all(len(r["seeds"]) == 2 and "fitness_uniform" in r and "fitness_sandwich" in r for r in study["rows"])
-    ranking = study["ranking"]["all"]
-    for value, low, high in (ranking["self_tau"], ranking["ceiling"]["ceiling"]):
-        assert -1 <= value <= 1 and low <= high
-    assert {"uniform", "sandwich", "macs", "params", "uniform-loss", "uniform-third", "uniform-nobn",
-            "uniform-x2"} <= set(ranking)
-    assert study["composition"] and all(set(taus) == {"ground truth", "uniform", "sandwich"}
-                                        for taus in study["composition"].values())
-    assert set(study["winners"]) == {"evolution", "random"}
-    probe = study["schedule_probe"]
-    assert probe["epochs"] == 2 and len(probe["rows"]) == 3 and {"macs", "short (mean of seeds)"} <= set(probe["tau"])
-    assert all(len(t) == 3 for t in probe["tau"].values())  # (tau, low, high)
-    after = study["after_search"]
-    assert set(after["retrains"]) == {"top1", "finalized", "tuned"} and len(after["finalize"]["trials"]) == 2
-    assert after["retrains"]["finalized"]["arch"] == after["finalize"]["arch"] and "lr" in after["tune"]["recipe"]
-    text = (tmp_path / "docs" / "results.md").read_text()
-    assert "30 of 30 jobs done" in text and "Kendall tau" in text and "(results.png)" in text
-    assert "a perfect ranker would reach about" in text and "## What each ranking rewards" in text
-    assert "Where the seed noise comes from (5 architectures with stored per-image hits)" in text
-    for record in (tmp_path / "study" / "records").glob("retrain-*.json"):  # per-image hits, as scored
-        rec = json.loads(record.read_text())
-        assert 100 * _script().unpack(rec["val_correct"]).mean() == pytest.approx(rec["val_top1"])
-    assert "The ground truth at a longer schedule: 2 epochs against 1" in text
-    assert "What else moves the ranking (uniform supernet)" in text and "twice the supernet training" in text
-    assert "After the search: `finalize` and `tune`" in text and "finalize's pick, tuned recipe" in text
-    assert (tmp_path / "docs" / "results.png").stat().st_size > 0
+def test_degenerate_statistics_say_why_instead_of_nan():
+    assert interval([1, 2, 3, 4], [5, 5, 5, 5], kendall) == ALL_TIED
+    assert interval([1, 2], [1, 2], kendall) == TOO_FEW
+    assert fmt(ALL_TIED) == "undefined (all tied)" and fmt(TOO_FEW) == "too few architectures"
+    # three architectures, two tied on each side: most bootstrap resamples are all ties in x or in y
+    value, low, high = interval([0, 0, 1], [0, 1, 1], kendall, resamples=200)
+    assert value == pytest.approx(0.5) and low is None and high is None
+    assert "interval undefined" in fmt((value, low, high))
 
-    # a lost retraining is redone; every stored one is reused
-    records = tmp_path / "study" / "records"
-    (records / "retrain-spread1-seed1.json").unlink()
-    stamps = {p.name: p.stat().st_mtime_ns for p in records.iterdir()}
-    proc = _study(tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "30 jobs, 1 to run" in proc.stdout
-    assert (records / "retrain-spread1-seed1.json").is_file()
-    assert all(p.stat().st_mtime_ns == stamps[p.name] for p in records.iterdir() if p.name in stamps
-               and not p.name.startswith("fitness"))
+
+def test_noise_ceiling_is_undefined_when_the_seeds_differ_as_much_as_the_architectures():
+    """All seeds equal (a 1-epoch run at chance) or seed noise swamping the spread: undefined, not NaN."""
+    assert noise_ceiling([[10.0, 10.0]] * 5) == {"ceiling": ALL_TIED, "self": ALL_TIED}
+    assert noise_ceiling([[10.0, 12.0], [12.0, 10.0], [11.0, 11.0]])["ceiling"] == ALL_TIED
+    assert noise_ceiling([[1.0, 1.0], [2.0, 2.0]])["ceiling"] == TOO_FEW
 
 
 def test_noise_ceiling_follows_the_seed_noise():
     """Without seed noise a perfect ranker is perfect; with noise the ceiling drops and the model predicts the
     seed-against-seed tau that such seeds actually show."""
-    ceiling = _script().noise_ceiling
-    clean = ceiling([[a, a] for a in range(12)], draws=50)
+    clean = noise_ceiling([[a, a] for a in range(12)], draws=50)
     assert np.allclose([*clean["ceiling"], *clean["self"]], 1.0)
     rng = np.random.default_rng(3)
     truth = np.linspace(0, 3, 40)
     seeds = truth[:, None] + rng.normal(0, 1, (40, 2))
-    noisy = ceiling(seeds.tolist(), draws=300)
+    noisy = noise_ceiling(seeds.tolist(), draws=300)
     measured = stats.kendalltau(seeds[:, 0], seeds[:, 1]).statistic
     assert noisy["self"][1] <= measured <= noisy["self"][2]
     assert noisy["self"][0] < noisy["ceiling"][0] < 0.9
 
 
+def test_evaluation_share_is_all_of_the_noise_when_seeds_differ_only_by_the_images():
+    """Two seeds whose hits are independent draws on the same images: the images explain the whole variance."""
+    rng = np.random.default_rng(0)
+    hits = [[(rng.random(3000) < p).astype(float) for _ in range(2)] for p in np.linspace(0.2, 0.5, 60)]
+    share = evaluation_share(hits)
+    assert share["archs"] == 60 and share["images"] == 3000 and 0.3 < share["disagree"] < 0.5
+    assert 0.7 < share["from_images"] / share["observed"] < 1.4
+    same = evaluation_share([[h[0], h[0]] for h in hits])
+    assert same["observed"] == same["from_images"] == 0
+
+
+# ----- data and bad input ---------------------------------------------------------------------------------
 def test_gt_holdout_moves_training_images_but_no_fitness_image_into_validation(tmp_path, tiny_imagenet_dir):
     data = tiny_imagenet_dir
     space = SearchSpace.from_yaml(SPACES / "tiny_imagenet.yaml")
     train = load_split(str(data), "train", space)
     fitness = {p.name for p, _ in train.samples[:40]}
-    folder = _script().gt_subset(str(data), 7, fitness, tmp_path / "gt")
+    folder = gt_subset(str(data), 7, fitness, tmp_path / "gt")
     gt_train, gt_val = load_split(folder, "train", space), load_split(folder, "val", space)
     val = load_split(str(data), "val", space)
     classes = len(train.classes)
@@ -109,12 +103,124 @@ def test_gt_holdout_moves_training_images_but_no_fitness_image_into_validation(t
         p.name for p, _ in train.samples)
 
 
-def test_evaluation_share_is_all_of_the_noise_when_seeds_differ_only_by_the_images():
-    """Two seeds whose hits are independent draws on the same images: the images explain the whole variance."""
-    rng = np.random.default_rng(0)
-    hits = [[(rng.random(3000) < p).astype(float) for _ in range(2)] for p in np.linspace(0.2, 0.5, 60)]
-    share = _script().evaluation_share(hits)
-    assert share["archs"] == 60 and share["images"] == 3000 and 0.3 < share["disagree"] < 0.5
-    assert 0.7 < share["from_images"] / share["observed"] < 1.4
-    same = _script().evaluation_share([[h[0], h[0]] for h in hits])
-    assert same["observed"] == same["from_images"] == 0
+def _bad_records(tmp_path):
+    out = tmp_path / "other"
+    (out / "records").mkdir(parents=True)
+    tiny_arch = "|".join(["-".join(["layer"] * 6)] * 3)  # tiny_imagenet's cells: not digits' space
+    (out / "records" / "retrain-spread0-seed0.json").write_text(json.dumps({"arch": tiny_arch, "val_top1": 1}))
+    return ["--out", str(out)]
+
+
+@pytest.mark.parametrize("case, expected", [
+    (lambda p: ["--samplers", "uniform", "sideways"], "--samplers"),
+    (lambda p: ["--budget", "5G"], "--budget"),
+    (lambda p: ["--budget", "1k"], "--budget"),
+    (lambda p: ["--extra", "big=all-share"], "--extra"),
+    (lambda p: ["--extra", "layers=all-teleport"], "unknown choice"),
+    (lambda p: ["--epochs", "0"], "--epochs"),
+    (lambda p: ["--stages", "retrain", "dance"], "--stages"),
+    (lambda p: ["--data", str(p)], "not in the Tiny-ImageNet layout"),
+    (lambda p: ["--data", str(p / "missing")], "no such folder"),
+    (_bad_records, "records of another search space"),
+])
+def test_bad_input_is_one_line_and_exit_2_with_no_records(tmp_path, capsys, case, expected):
+    (tmp_path / "junk.txt").write_text("not a dataset")
+    extra = case(tmp_path)
+    out = tmp_path / "study"
+    argv = ["study", *TINY, "--out", str(out), "--work", str(tmp_path / "work"), *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
+    assert not out.exists() and not (tmp_path / "work").exists()
+
+
+# ----- the command end to end (slow) ----------------------------------------------------------------------
+def _study(tmp_path, *extra, wait=True):
+    cmd = [sys.executable, "-W", "ignore", "-m", "psvit_nas.cli", "study", *TINY, "--out", str(tmp_path / "study"),
+           "--work", str(tmp_path / "runs"), "--results", str(tmp_path / "docs" / "results.md"), *extra]
+    if wait:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=1500, cwd=ROOT)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+                            start_new_session=True)
+
+
+def _check_result(tmp_path):
+    study = json.loads((tmp_path / "study" / "study.json").read_text())
+    assert len(study["rows"]) == 5 and {r["group"] for r in study["rows"]} == {"spread", "window"}
+    assert all(len(r["seeds"]) == 2 and "fitness_uniform" in r and "fitness_sandwich" in r for r in study["rows"])
+    ranking = study["ranking"]["all"]
+    for stat in (ranking["self_tau"], ranking["ceiling"]["ceiling"]):  # defined or saying why: never NaN
+        assert stat in (ALL_TIED, TOO_FEW) or (-1 <= stat[0] <= 1 and (stat[1] is None or stat[1] <= stat[2]))
+    assert {"uniform", "sandwich", "macs", "params", "uniform-loss", "uniform-third", "uniform-nobn",
+            "uniform-x2"} <= set(ranking)
+    assert set(study["winners"]) == {"evolution", "random"}
+    probe = study["schedule_probe"]
+    assert probe["epochs"] == 2 and len(probe["rows"]) == 3 and {"macs", "short (mean of seeds)"} <= set(probe["tau"])
+    after = study["after_search"]
+    assert set(after["retrains"]) == {"top1", "finalized", "tuned"} and len(after["finalize"]["trials"]) == 2
+    assert after["retrains"]["finalized"]["arch"] == after["finalize"]["arch"] and "lr" in after["tune"]["recipe"]
+    text = (tmp_path / "docs" / "results.md").read_text()
+    assert "30 of 30 jobs done" in text and "Kendall tau" in text and "(results.png)" in text
+    assert "nan" not in text.lower().replace("finalized", "")
+    for record in (tmp_path / "study" / "records").glob("retrain-*.json"):  # per-image hits and curves, as scored
+        rec = json.loads(record.read_text())
+        assert 100 * unpack(rec["val_correct"]).mean() == pytest.approx(rec["val_top1"])
+        assert rec["curve"][-1] == pytest.approx(rec["val_top1"])
+
+
+@pytest.mark.slow
+def test_study_command_runs_parallel_trials_and_resumes_after_a_kill(tmp_path):
+    proc = _study(tmp_path, wait=False)
+    records = tmp_path / "study" / "records"
+    deadline = time.time() + 900
+    while time.time() < deadline and len(list(records.glob("retrain-*.json"))) < 2:
+        time.sleep(1)
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-study: trials in flight
+    proc.wait()
+    first_line = proc.stdout.readline()
+    assert first_line.startswith("30 jobs, 30 to run") and "trials at once" in first_line
+    kept = {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in records.iterdir()}
+    assert 2 <= len(kept) < 30
+
+    done = _study(tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"30 jobs, {30 - sum(n.startswith(('retrain', 'supernet', 'search', 'finalize', 'tune')) for n in kept)}" \
+        f" to run" in done.stdout
+    assert "done (1 of" in done.stdout  # a progress line per finished job
+    for name, (stamp, text) in kept.items():  # no finished job ran again
+        if not name.startswith("fitness"):
+            assert (records / name).stat().st_mtime_ns == stamp and (records / name).read_text() == text
+    _check_result(tmp_path)
+
+    again = _study(tmp_path)  # nothing left: only the report
+    assert again.returncode == 0 and "30 jobs, 0 to run" in again.stdout and " done (" not in again.stdout
+
+
+@pytest.mark.slow
+def test_a_record_is_the_same_alone_and_beside_another_trial(tmp_path):
+    """Invariant 12: the same job with the same threads gives the same record in this process and as a Ray
+    Tune trial running beside another."""
+    from psvit_nas.study import Study, StudySettings
+    from psvit_nas.study.jobs import run_job
+    from psvit_nas.study.runner import run_trials
+
+    def study(name):
+        settings = StudySettings(config=str(SPACES / "digits.yaml"), data="digits", out=str(tmp_path / name),
+                                 work=str(tmp_path / name / "work"), results=str(tmp_path / name / "r.md"),
+                                 spread=2, window=0, epochs=1, batch_size=128, holdout=150, probe_archs=0)
+        return Study(settings, threads=1)
+
+    alone, parallel = study("alone"), study("parallel")
+    jobs = alone.ground_truth_jobs()[:2]  # spread0 with seeds 0 and 1
+    threads = torch.get_num_threads()
+    try:
+        run_job(alone.setup, jobs[0])
+    finally:
+        torch.set_num_threads(threads)
+    run_trials(jobs, parallel.setup)
+    a, b = alone.records.get(jobs[0]), parallel.records.get(jobs[0])
+    assert {k: a[k] for k in ("val_top1", "val_loss", "val_correct", "curve")} == \
+        {k: b[k] for k in ("val_top1", "val_loss", "val_correct", "curve")}
+    digests = [json.loads((s.setup.folder(jobs[0]) / "metrics.jsonl").read_text().splitlines()[-1])
+               ["weight_digests"] for s in (alone, parallel)]
+    assert digests[0] == digests[1]

@@ -1,4 +1,5 @@
-"""The `psvit-nas` command: one module per command group (quickstart, space, train, models, search, retrain, deploy)."""
+"""The `psvit-nas` command: one module per command group (quickstart, space, train, models, search, retrain,
+study, deploy)."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,7 @@ import sys
 from typing import Sequence
 
 from ..errors import ConfigError
-from . import deploy, models, quickstart, retrain, search, space, train
+from . import deploy, models, quickstart, retrain, search, space, study, train
 from .common import COMMANDS
 from .models import load_weights
 
@@ -15,13 +16,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="psvit-nas", description="Neural architecture search for PSViT "
                                      "vision transformers (FLOPs are multiply-accumulates, MACs).")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (quickstart, space, train, models, search, retrain, deploy):
+    for group in (quickstart, space, train, models, search, retrain, study, deploy):
         group.add_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     from ..train import NonFiniteLoss
     from ..tune.trials import TrialsFailed
 

@@ -38,26 +38,10 @@ def _train_config(args: argparse.Namespace, space: SearchSpace):
 
 def _fit(args: argparse.Namespace, model, space: SearchSpace, arch: Arch | None, holdout: int | None) -> None:
     """Train with the shared loop; `holdout` training images are kept out for the search (None: 10 %, <= 10k)."""
-    import torch
+    from ..train import fit_on
 
-    from ..data import holdout_split, load_images, num_classes
-    from ..train import Dist, fit
-
-    cfg = _train_config(args, space)
-    Dist.from_env()  # join the process group first: rank 0 builds the image cache, the others wait
-    cache = cache_config(args)
-    train_set = load_images(args.data, "train", space, args.data_dir, cache)
-    val_set = load_images(args.data, "val", space, args.data_dir, cache)
-    if holdout is None:
-        holdout = min(len(train_set) // 10, 10_000)
-    keep, held = holdout_split(len(train_set), holdout)
-    if held:
-        train_set = torch.utils.data.Subset(train_set, keep)
-    run_config = {"command": " ".join(sys.argv), "data": args.data, "data_dir": args.data_dir,
-                  "num_classes": num_classes(val_set), "search_holdout": holdout,
-                  "train_images": len(train_set), "val_images": len(val_set)}
-    torch.manual_seed(args.seed)
-    fit(model, space, train_set, val_set, cfg, args.out, arch=arch, resume=args.resume, run_config=run_config)
+    fit_on(model, space, args.data, _train_config(args, space), args.out, arch=arch, holdout=holdout,
+           data_dir=args.data_dir, cache=cache_config(args), resume=args.resume, command=" ".join(sys.argv))
 
 
 @command("train-supernet")

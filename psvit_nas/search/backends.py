@@ -6,6 +6,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..cluster import start_ray
 from ..space import Arch, SearchSpace
 from ..supernet import Supernet
 from .fitness import Batches, Evaluator
@@ -60,9 +61,7 @@ class RayBackend:
         import ray
 
         self.ray = ray
-        if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                     ignore_reinit_error=True)
+        start_ray(address)
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         self.workers = workers or gpus or max(1, int(resources.get("CPU", 1)))

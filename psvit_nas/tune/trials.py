@@ -8,7 +8,6 @@ first re-reports the epochs it had done. ASHA stops the clearly worse trials at 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import Subset
 
+from ..cluster import ray_session
 from ..data import CacheConfig, holdout_split, load_images
 from ..errors import ConfigError
 from ..io import atomic_write_text, pyplot, save_figure
@@ -73,7 +73,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, root: str) -> None:
 
     resume = (folder / "last.pt").is_file()
     if resume:  # Tune restarted this trial: give it back the epochs already done
-        done = torch.load(folder / "last.pt", map_location="cpu", weights_only=False)["epoch"] + 1
+        done = torch.load(folder / "last.pt", map_location="cpu", weights_only=True)["epoch"] + 1
         for row in read_metrics(folder):
             if row["epoch"] <= done:
                 report(row)
@@ -97,7 +97,6 @@ def run_experiment(param_space: dict[str, Any], samples: int, setup: TrialSetup,
 
     `points` are configurations tried first (e.g. the default recipe), before random samples; `columns`
     the configuration entries the progress table shows (config key -> heading)."""
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -114,12 +113,7 @@ def run_experiment(param_space: dict[str, Any], samples: int, setup: TrialSetup,
                                     resources)
     reporter = tune.CLIReporter(metric_columns={"epoch": "epoch", "score": "held-out top-1"},
                                 parameter_columns=columns or {}, max_report_frequency=30, sort_by_metric=True)
-    started = not ray.is_initialized()
-    if started:
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        ray.init(address=ray_address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                 configure_logging=False)
-    try:
+    with ray_session(ray_address):
         if resume:
             tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
         else:
@@ -132,9 +126,6 @@ def run_experiment(param_space: dict[str, Any], samples: int, setup: TrialSetup,
                 run_config=tune.RunConfig(name="tune", storage_path=str(out), verbose=1,
                                           progress_reporter=reporter))
         grid = tuner.fit()
-    finally:
-        if started:
-            ray.shutdown()
     failed = [r for r in grid if r.error]
     if failed:
         last = str(failed[0].error).strip().splitlines()[-1]

@@ -1,0 +1,208 @@
+"""The study's jobs: one typed key each, and the three kinds that run as Ray Tune trials (retraining an
+architecture, training a supernet, scoring architectures with a supernet's inherited weights).
+
+Every job trains or scores through the library (`fit_on`, `Evaluator`), in its own run folder under the study's
+work folder, checkpointing every 50 steps, so a job killed mid-way continues where it stopped. A finished job
+leaves its record (see `records.Records`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import CacheConfig, EvalBatches, load_images
+from ..errors import ConfigError
+from ..space import Arch, SearchSpace
+from .records import Records
+from .settings import StudySettings
+from .stats import pack
+
+CHECKPOINT_EVERY = 50  # steps: what a killed job loses at most
+
+# Other ways to score the first sampler's supernet: what else moves tau.
+VARIANTS: dict[str, dict[str, float]] = {"": {}, "third": {"share": 1 / 3}, "nobn": {"bn_batches": 0},
+                                         "x2": {"scale": 2}}
+VARIANT_LABELS = {"loss": "ranked by held-out loss instead of top-1", "third": "a third of the held-out images",
+                  "nobn": "no BatchNorm recalibration (the supernet's running statistics)",
+                  "x2": "twice the supernet training (same sampler, twice the epochs)"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of the study's work. `key` names its record and its run folder; the payload (`arch`, `recipe`,
+    `archs`) says what it works on and is not part of its identity."""
+
+    kind: str                    # retrain | supernet | fitness | search | finalize | tune
+    name: str = ""               # retrain: the architecture's study name; supernet, fitness: sampler; search: strategy
+    seed: int | None = None      # retrain
+    epochs: int | None = None    # retrain: a schedule other than the study's
+    scale: int = 1               # supernet: times the study's supernet compute
+    variant: str = ""            # fitness: one of VARIANTS
+    arch: str = field(default="", compare=False)           # retrain: what it trains
+    recipe: str | None = field(default=None, compare=False)  # retrain: a recipe file (the tuned recipe)
+    archs: tuple[str, ...] = field(default=(), compare=False)  # fitness: what it scores
+
+    @property
+    def key(self) -> str:
+        if self.kind == "retrain":
+            return f"retrain-{self.name}-seed{self.seed}" + (f"-e{self.epochs}" if self.epochs else "")
+        if self.kind == "supernet":
+            return f"supernet-{self.name}" + (f"-x{self.scale}" if self.scale != 1 else "")
+        if self.kind == "fitness":
+            return f"fitness-{self.name}" + (f"-{self.variant}" if self.variant else "")
+        if self.kind == "search":
+            return f"search-{self.name}"
+        return self.kind
+
+    @property
+    def supernet(self) -> "Job":
+        """A fitness job's supernet."""
+        return Job("supernet", self.name, scale=int(VARIANTS[self.variant].get("scale", 1)))
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every job of one study shares; trials receive it whole (plain, picklable values)."""
+
+    settings: StudySettings
+    config: str      # the space's YAML file, an absolute path (trials run in folders of their own)
+    data: str        # the class subset supernets train on
+    gt_data: str     # the ground truth's folder retrainings train and are scored on
+    work: str        # run folders
+    records: str     # records folder
+    threads: int = 1
+
+    @cached_property
+    def space(self) -> SearchSpace:
+        return SearchSpace.from_yaml(self.config)
+
+    def folder(self, job: Job) -> Path:
+        return Path(self.work) / job.key
+
+    def estimate_images(self, job: Job, train_images: int) -> float:
+        """Images a job forwards (for the time estimate): retrainings and supernets only."""
+        s = self.settings
+        if job.kind == "retrain":
+            return (job.epochs or s.epochs) * train_images
+        if job.kind == "supernet":
+            return s.supernet_epochs * job.scale * train_images
+        return 0.0
+
+
+def run_job(setup: Setup, job: Job) -> dict[str, Any]:
+    """Run a retraining, supernet or fitness job (continuing its run folder) and write its record."""
+    torch.set_num_threads(setup.threads)
+    runners = {"retrain": _retrain, "supernet": _train_supernet, "fitness": _score}
+    if job.kind not in runners:
+        raise ValueError(f"{job.key} is not a trial job")
+    start = time.time()
+    record = runners[job.kind](setup, job)
+    if job.kind != "fitness":
+        record["minutes"] = (time.time() - start) / 60
+        record.update(record.pop("after", {}))
+    Records(setup.records).put(job, record)
+    return record
+
+
+def _retrain(setup: Setup, job: Job) -> dict[str, Any]:
+    from ..model import PSViT
+    from ..train import fit_on
+    from ..tune import load_recipe
+    from ..tune.recipe import train_config
+
+    s, space = setup.settings, setup.space
+    epochs = job.epochs or s.epochs
+    recipe = load_recipe(job.recipe) if job.recipe else {"lr": s.retrain_lr, "warmup_epochs": min(1.0, epochs / 2)}
+    cfg = train_config(space, recipe, epochs, job.seed, s.batch_size)
+    cfg.checkpoint_every_steps = CHECKPOINT_EVERY
+    spec = space.spec(Arch.parse(job.arch))
+    torch.manual_seed(job.seed)
+    model = PSViT.from_spec(spec)
+    folder = setup.folder(job)
+    last = fit_on(model, space, setup.gt_data, cfg, folder, arch=spec.arch, resume=(folder / "last.pt").is_file(),
+                  command=f"psvit-nas study: {job.key}")
+    hits = correct(model.eval(), ground_truth_batches(setup))
+    return {"arch": job.arch, "seed": job.seed, "val_top1": last["val_top1"], "val_loss": last["val_loss"],
+            "after": {"val_correct": hits, "curve": learning_curve(folder)}}
+
+
+def _train_supernet(setup: Setup, job: Job) -> dict[str, Any]:
+    from ..data import Augment
+    from ..samplers import make_sampler
+    from ..supernet import Supernet
+    from ..train import TrainConfig, fit_on
+
+    s, space = setup.settings, setup.space
+    paths = len(make_sampler(job.name, space, 0)(0))
+    epochs = max(1, round(s.supernet_epochs * job.scale / paths))  # equal compute: images forwarded
+    cfg = TrainConfig(epochs=epochs, batch_size=s.batch_size, lr=s.lr, sampler=job.name, val_archs=2,
+                      distill_weight=s.distill_weight, checkpoint_every_steps=CHECKPOINT_EVERY,
+                      augment=Augment.preset("auto", space.image_size).to_dict())
+    torch.manual_seed(0)
+    folder = setup.folder(job)
+    fit_on(Supernet(space), space, setup.data, cfg, folder, holdout=s.holdout,
+           resume=(folder / "last.pt").is_file(), command=f"psvit-nas study: {job.key}")
+    extra = {"distill_weight": s.distill_weight} if job.name == "sandwich" else {}
+    return {"epochs": epochs, "paths_per_step": paths, "after": extra}
+
+
+def _score(setup: Setup, job: Job) -> dict[str, Any]:
+    """Top-1 and loss of the job's architectures with inherited weights on the supernet's held-out images."""
+    from ..search import Evaluator, fitness_set_for, load_supernet
+
+    record = Records(setup.records).get(job) or {}
+    missing = [a for a in job.archs if a not in record]
+    if missing:
+        how = VARIANTS[job.variant]
+        checkpoint = setup.folder(job.supernet) / "last.pt"
+        net, state = load_supernet(checkpoint)
+        size = round(setup.settings.holdout * how["share"]) if "share" in how else None
+        batches, calib = fitness_set_for(state, str(checkpoint), None, None, size,
+                                         int(how.get("bn_batches", 10))).load(setup.space)
+        evaluator = Evaluator(net, batches, calib)
+        for arch in missing:
+            m = evaluator.metrics(Arch.parse(arch))
+            record[arch] = {"top1": m["top1"], "loss": m["loss"]}
+    return record
+
+
+def ground_truth_batches(setup: Setup) -> EvalBatches:
+    """The ground truth's evaluation images."""
+    val = load_images(setup.gt_data, "val", setup.space, cache=CacheConfig())
+    return EvalBatches(val, setup.space.image_size, 250, workers=0, keep=True)
+
+
+def correct(model: torch.nn.Module, batches: EvalBatches) -> str:
+    """Which images the model classifies correctly, packed (`stats.unpack` reads them back)."""
+    with torch.no_grad():
+        return pack(np.concatenate([(model(x).argmax(1) == y).numpy() for x, y in batches]))
+
+
+def checkpoint_hits(setup: Setup, job: Job, batches: EvalBatches) -> str | None:
+    """Per-image hits of a retraining's checkpoint (for records written before they were kept); None when
+    there is no checkpoint or the current model no longer loads it (a layer changed shape since)."""
+    from ..cli.models import load_weights
+
+    checkpoint = setup.folder(job) / "last.pt"
+    if not checkpoint.is_file():
+        return None
+    try:
+        model = load_weights(str(checkpoint), setup.space.spec(Arch.parse(job.arch))).eval()
+    except ConfigError as err:
+        print(f"no per-image hits: {err}", flush=True)
+        return None
+    return correct(model, batches)
+
+
+def learning_curve(folder: Path) -> list[float]:
+    """Validation top-1 after each epoch of a run folder."""
+    import json
+
+    path = folder / "metrics.jsonl"
+    return [json.loads(line)["val_top1"] for line in path.read_text().splitlines()] if path.is_file() else []

@@ -1,0 +1,237 @@
+"""The study's report: a markdown file that opens with the goals, each met or missed by the numbers, then the
+rankings with their intervals, what each ranking rewards, the architectures, the searches, the schedule probe
+and the learning curves, with its plots beside it."""
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from ..io import atomic_write_text, pyplot, save_figure
+from ..space import format_macs
+from .jobs import VARIANT_LABELS
+from .results import rankers
+from .stats import fmt, value
+
+
+def scatter(result: dict, sampler: str, path: Path) -> bool:
+    rows = [r for r in result["rows"] if f"fitness_{sampler}" in r]
+    if not rows:
+        return False
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for r in rows:
+        x = r[f"fitness_{sampler}"]
+        ax.plot([x, x], [min(r["seeds"]), max(r["seeds"])], color="0.7", lw=1, zorder=1)
+    for k, marker in zip(range(len(result["seeds"])), "os^v"):
+        points = ax.scatter([r[f"fitness_{sampler}"] for r in rows], [r["seeds"][k] for r in rows],
+                            c=[r["macs"] / 1e6 for r in rows], cmap="viridis", marker=marker, s=36, zorder=2,
+                            label=f"seed {result['seeds'][k]}", edgecolors=["red" if r["group"] == "window" else
+                                                                           "none" for r in rows])
+    fig.colorbar(points, ax=ax, label="MACs (M)")
+    ax.set_xlabel(f"inherited-weight fitness, {sampler} supernet (held-out train top-1 %)")
+    ax.set_ylabel("retrained from scratch: val top-1 (%)")
+    ax.set_title("supernet ranking against retraining (red edge: budget window)")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)
+    return True
+
+
+def write_results(path: Path, result: dict, study, command: str) -> None:
+    """The markdown report of `result` (see `results.analyse`) and its plots, beside it."""
+    a, space = study.settings, study.space
+    jobs = study.all_jobs()
+    done = sum(j in study.records for j in jobs)
+    data_text = f"the first {a.classes} classes of `{a.data}`" if Path(a.data).is_dir() else f"`{a.data}`"
+    out = Path(a.out).resolve()
+    where = out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out
+    lines = ["# Search quality on real images", "",
+             f"Written by `psvit-nas study` from its records in `{where}/records`: "
+             f"**{done} of {len(jobs)} jobs done**; rerun the command to continue:", "",
+             "```bash", command, "```", "",
+             f"Data: {data_text}; space `{space.name}`; every architecture "
+             f"retrained from scratch for {a.epochs} epochs (batch {a.batch_size}, lr {a.retrain_lr}) with seeds "
+             f"{', '.join(map(str, result['seeds']))}"
+             + (f" and scored on the validation images plus {a.gt_holdout} training images per class that its "
+                "training left out (none of them a fitness image)" if a.gt_holdout else "")
+             + f"; supernets trained at equal compute ({a.supernet_epochs} uniform-path epochs' worth of images"
+             + (f"; sandwich students' loss {a.distill_weight:g} distillation, the rest labels" if "sandwich" in
+                a.samplers else "") + f"), {a.holdout} training images held out for fitness. Intervals "
+             "are 90 % percentile bootstrap intervals over architectures.", ""]
+    lines += goals_section(result, a)
+    for scope, entry in result["ranking"].items():
+        title = "across the space" if scope == "all" else \
+            f"inside the window ({format_macs(study.budget)} MACs +-10 %)"
+        lines += [f"## Ranking {title}: {entry['archs']} architectures", ""]
+        if entry["self_tau"]:
+            noise = entry["ceiling"]
+            lines += [f"Ground truth, seed against seed: **Kendall tau {fmt(entry['self_tau'])}**. At this seed "
+                      f"noise a perfect ranker would reach about **tau {fmt(noise['ceiling'])}** against the seeds' "
+                      f"mean: the noise ceiling of every tau below (`noise_ceiling` in `psvit_nas/study/stats.py`; the same model "
+                      f"predicts a seed-against-seed tau of {fmt(noise['self'])}).", ""]
+        if (ev := entry["evaluation"]) and ev["observed"] > 0:
+            share = ev["from_images"] / ev["observed"]
+            verdict = "More evaluation images, not more seeds or epochs, is what would reduce it" if share > 0.5 \
+                else "The larger part is training noise: more seeds per architecture or a longer schedule would reduce it"
+            lines += [f"Where the seed noise comes from ({ev['archs']} architectures with stored per-image hits): "
+                      f"the two seeds disagree on {100 * ev['disagree']:.0f} % of the {ev['images']} evaluation "
+                      f"images, so sampling those images alone gives their top-1 difference a variance of "
+                      f"{ev['from_images']:.2f} points², against {ev['observed']:.2f} measured ({100 * share:.0f} %). "
+                      f"{verdict}.", ""]
+        lines += ["| ranked by | Kendall tau | Spearman rho |", "|---|---|---|"]
+        for name in [*a.samplers, "macs", "params"]:
+            if name in entry:
+                label = f"supernet fitness ({name})" if name in a.samplers else f"{name} alone"
+                lines.append(f"| {label} | {fmt(entry[name]['tau'])} | {fmt(entry[name]['rho'])} |")
+        lines.append("")
+    lines += variants_section(result, a)
+    lines += composition_section(result["composition"])
+    lines += ["## Architectures", "", "| group | MACs | params | " + " | ".join(f"fitness {s}" for s in a.samplers)
+              + " | " + " | ".join(f"seed {s}" for s in result["seeds"]) + " | arch |",
+              "|---|---:|---:|" + "---:|" * (len(a.samplers) + len(result["seeds"])) + "---|"]
+    for r in sorted(result["rows"], key=lambda r: r["macs"]):
+        fits = " | ".join(f"{r[f'fitness_{s}']:.2f}" if f"fitness_{s}" in r else "" for s in a.samplers)
+        lines.append(f"| {r['group']} | {format_macs(r['macs'])} | {r['params'] / 1e6:.3f}M | {fits} | "
+                     + " | ".join(f"{v:.2f}" for v in r["seeds"]) + f" | `{r['arch'].replace('|', '/')}` |")
+    lines.append("")
+    if scatter(result, a.samplers[0], path.with_suffix(".png")):  # one plot per results file
+        lines += [f"![ranking]({path.with_suffix('.png').name})", ""]
+    if result["winners"]:
+        lines += [f"## Evolution against random search ({format_macs(study.budget)} MACs, equal evaluations)", "",
+                  "| strategy | fitness | MACs | retrained (each seed) | mean | arch |", "|---|---:|---:|---|---:|---|"]
+        for k, w in result["winners"].items():
+            lines.append(f"| {k} | {w['fitness']:.2f} | {format_macs(w['macs'])} | "
+                         f"{', '.join(f'{v:.2f}' for v in w['seeds'])} | {statistics.fmean(w['seeds']):.2f} | "
+                         f"`{w['arch'].replace('|', '/')}` |")
+        lines.append("")
+    lines += probe_section(result["schedule_probe"], a)
+    lines += after_search_section(result["after_search"], a)
+    atomic_write_text(path, "\n".join(lines))
+
+
+def _num(stat) -> str:
+    """A statistic's value for the goals table, or why it is undefined."""
+    return stat if isinstance(stat, str) else f"{stat[0]:.2f}"
+
+
+def goals_section(result: dict, a) -> list[str]:
+    """The goals, each met or missed by the numbers below it; an undefined statistic meets no goal."""
+    rows, ranking, winners = [], result["ranking"], result["winners"]
+
+    def tau(scope: str, name: str) -> float:
+        v = value(ranking[scope][name]["tau"])
+        return -2.0 if v is None else v
+
+    def best(scope: str) -> str | None:
+        scored = [s for s in a.samplers if s in ranking.get(scope, {})]
+        return max(scored, key=lambda s: tau(scope, s)) if scored else None
+
+    if (entry := ranking.get("all")) and entry["self_tau"]:
+        rows.append(("ground truth reproduces itself: seed-against-seed tau >= 0.7 across the space",
+                     _num(entry["self_tau"]), (value(entry["self_tau"]) or -2) >= 0.7))
+    for scope, text in (("all", "across the space: supernet tau >= 0.7 and above MACs alone's"),
+                        ("window", "inside the window: supernet tau above MACs alone's")):
+        if (name := best(scope)) is not None:
+            entry = ranking[scope]
+            ceiling = f" (noise ceiling {_num(entry['ceiling']['ceiling'])})" if entry["ceiling"] else ""
+            met = value(entry[name]["tau"]) is not None and tau(scope, name) > tau(scope, "macs") and \
+                (scope == "window" or tau(scope, name) >= 0.7)
+            rows.append((f"{text} (best sampler: {name})", f"{_num(entry[name]['tau'])} against "
+                         f"{_num(entry['macs']['tau'])}{ceiling}", met))
+    if set(winners) == {"evolution", "random"}:
+        evo, rnd = (statistics.fmean(winners[k]["seeds"]) for k in ("evolution", "random"))
+        rows.append(("evolution's retrained winner at least as good as random's", f"{evo:.2f} against {rnd:.2f}",
+                     evo >= rnd))
+    if not rows:
+        return []
+    return ["## Goals (issue 9)", "", "| goal | measured | |", "|---|---|---|",
+            *(f"| {goal} | {measured} | {'met' if ok else '**missed**'} |" for goal, measured, ok in rows), ""]
+
+
+def variants_section(result: dict, a) -> list[str]:
+    """docs/results.md: what else moves tau, on the first sampler's supernet."""
+    first, ranking = a.samplers[0], result["ranking"]
+
+    def cell(scope: str, name: str) -> str:
+        return fmt(ranking[scope][name]["tau"]) if name in ranking.get(scope, {}) else ""
+
+    names = [n for n, _ in rankers(a.samplers)[len(a.samplers):] if any(n in e for e in ranking.values())]
+    if not names:
+        return []
+    lines = [f"## What else moves the ranking ({first} supernet)", "",
+             f"The same {first} supernet scored another way, or trained twice as long; Kendall tau against the "
+             "seeds' mean, with 90 % intervals.", "",
+             "| change | tau across the space | tau inside the window |", "|---|---|---|",
+             f"| none (as searched: top-1 on all {a.holdout} held-out images, BatchNorm recalibrated) | "
+             + " | ".join(cell(scope, first) for scope in ("all", "window")) + " |"]
+    for name in names:
+        lines.append(f"| {VARIANT_LABELS[name.split('-', 1)[1]]} | "
+                     + " | ".join(cell(scope, name) for scope in ("all", "window")) + " |")
+    return lines + [""]
+
+
+def composition_section(comp: dict[str, dict]) -> list[str]:
+    """docs/results.md: which cell choices the ground truth rewards, and which each supernet does."""
+    if not comp:
+        return []
+    names = list(next(iter(comp.values())))
+    return ["## What each ranking rewards", "",
+            "Kendall tau between an architecture's number of cells of each choice and its ground truth (seeds' "
+            "mean) or its supernet fitness, over every architecture; 90 % intervals. A supernet ranks well when "
+            "its column follows the ground truth's.", "",
+            "| cells of | " + " | ".join(n if n == "ground truth" else f"fitness ({n})" for n in names) + " |",
+            "|---|" + "---|" * len(names),
+            *(f"| {choice} | " + " | ".join(fmt(taus[n]) for n in names) + " |" for choice, taus in comp.items()), ""]
+
+
+def probe_section(probe: dict | None, a) -> list[str]:
+    """docs/results.md: does the ground truth's order hold when the schedule is longer?"""
+    if not probe:
+        return []
+    lines = [f"## The ground truth at a longer schedule: {probe['epochs']} epochs against {a.epochs}", "",
+             f"{len(probe['rows'])} of the spread architectures retrained once more (seed {a.seeds[0]}) for "
+             f"{probe['epochs']} epochs, same recipe otherwise.", "",
+             f"| arch | MACs | {a.epochs} epochs (mean of seeds) | {probe['epochs']} epochs | "
+             + " | ".join(f"fitness {s}" for s in a.samplers) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(a.samplers)]
+    for r in probe["rows"]:
+        lines.append(f"| {r['name']} | {format_macs(r['macs'])} | {r['mean']:.2f} | {r['long']:.2f} | "
+                     + " | ".join(f"{r[f'fitness_{s}']:.2f}" if f"fitness_{s}" in r else "" for s in a.samplers)
+                     + " |")
+    lines += ["", f"Kendall tau against the {probe['epochs']}-epoch order (one seed, few architectures: wide "
+              "intervals): " + "; ".join(f"{k} {fmt(v)}" for k, v in probe["tau"].items()) + ".", ""]
+    return lines
+
+
+def after_search_section(after: dict, a) -> list[str]:
+    """docs/results.md: finalize's pick against the search's top-1, the tuned recipe against the default."""
+    final, tuned, retrains = after["finalize"], after["tune"], after["retrains"]
+    if not final:
+        return ["## After the search: `finalize` and `tune`", "",
+                "Not run at this scale yet (they follow the searches). A 10-class run of this script: "
+                "[results-after-search.md](results-after-search.md).", ""]
+    lines = [f"## After the search: `finalize` and `tune` (Ray Tune, ASHA, {a.epochs}-epoch trials)", "",
+             f"`finalize` retrained the evolution search's top {a.finalize_topk} from scratch on the supernet's "
+             f"training images and scored them on its held-out ones; it picked search #{final['search_rank']} "
+             f"(`{final['arch'].replace('|', '/')}`).", "",
+             "| search # | search fitness | held-out top-1 after retraining | epochs (ASHA) |", "|---:|---:|---:|---:|"]
+    for t in final["trials"]:
+        lines.append(f"| {t['search_rank']} | {t['search_fitness']:.2f} | {t['score']:.2f} | {t['epochs']} |")
+    lines.append("")
+    if tuned:
+        recipe = ", ".join(f"{k} {v:g}" for k, v in tuned["recipe"].items())
+        lines += [f"`tune` tried {tuned['trials']} recipes on that architecture (the default first): best held-out "
+                  f"top-1 {tuned['score']:.2f}" + (f" ({tuned['score_at_default_epochs']:.2f} at epoch "
+                  f"{tuned['default_epochs']})" if tuned.get("score_at_default_epochs") is not None else "")
+                  + f" against the default's {tuned['default_score']:.2f} ({tuned['default_epochs']} epochs); "
+                  f"recipe: {recipe}.", ""]
+    if retrains:
+        lines += ["Each retrained fully (validation top-1, each seed):", "", "| model | val top-1 (each seed) | mean |"
+                  " arch |", "|---|---|---:|---|"]
+        label = {"top1": "search top-1, default recipe", "finalized": "finalize's pick, default recipe",
+                 "tuned": "finalize's pick, tuned recipe"}
+        for name, r in retrains.items():
+            lines.append(f"| {label[name]} | {', '.join(f'{v:.2f}' for v in r['seeds'])} | "
+                         f"{statistics.fmean(r['seeds']):.2f} | `{r['arch'].replace('|', '/')}` |")
+        lines.append("")
+    return lines

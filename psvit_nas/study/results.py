@@ -1,0 +1,109 @@
+"""The study's result, read from its records: one row per architecture (MACs, params, each seed's accuracy,
+each ranker's score), rank correlations across the space and inside the window, the noise ceiling, what each
+ranking rewards, the searches' winners, the schedule probe. Written to OUT/study.json."""
+from __future__ import annotations
+
+import statistics
+from typing import Any, Callable
+
+from .jobs import VARIANTS, Job
+from .stats import composition, evaluation_share, interval, kendall, noise_ceiling, spearman, unpack
+
+
+def rankers(samplers: tuple[str, ...]) -> list[tuple[str, Callable[[dict], float | None]]]:
+    """(name, score of a row) for every way the study ranks architectures by their supernet: each sampler's
+    fitness, then the first sampler's variants (VARIANT_LABELS); a higher score means a better rank."""
+    first = samplers[0]
+    out = [(s, lambda r, s=s: r.get(f"fitness_{s}")) for s in samplers]
+    out.append((f"{first}-loss", lambda r: -r[f"loss_{first}"] if f"loss_{first}" in r else None))
+    return out + [(f"{first}-{v}", lambda r, v=v: r.get(f"fitness_{first}-{v}")) for v in VARIANTS if v]
+
+
+def _rows(study) -> tuple[list[dict[str, Any]], dict[str, list]]:
+    """One row per architecture whose every seed is retrained; per-image hits where every seed stored them."""
+    s, records = study.settings, study.records
+    fitness = [Job("fitness", sampler) for sampler in s.samplers] + \
+        [Job("fitness", s.samplers[0], variant=v) for v in VARIANTS if v]
+    scores = {job.key: records.get(job) or {} for job in fitness}
+    rows, hits = [], {}
+    for a in study.archs:
+        accs = [records.get(study.retrain(a.name, seed, a.arch)) for seed in s.seeds]
+        if any(r is None for r in accs):
+            continue
+        if all("val_correct" in r for r in accs):
+            hits[str(a.arch)] = [unpack(r["val_correct"]) for r in accs]
+        cost = study.space.cost_table(a.arch)
+        row = {"group": a.group, "arch": str(a.arch), "macs": cost.macs, "params": cost.params,
+               "seeds": [r["val_top1"] for r in accs]}
+        row["mean"] = statistics.fmean(row["seeds"])
+        for key, scored in scores.items():
+            if (value := scored.get(str(a.arch))) is not None:
+                row[key.replace("fitness-", "fitness_", 1)] = value["top1"]
+                row[key.replace("fitness-", "loss_", 1)] = value["loss"]
+        if a.group == "window" and not a.name.startswith("window"):
+            row["name"] = a.name
+        rows.append(row)
+    return rows, hits
+
+
+def _ranking(part: list[dict], hits: dict[str, list], seeds: tuple[int, ...], samplers: tuple[str, ...]) -> dict:
+    mean = [r["mean"] for r in part]
+    paired = len(seeds) > 1
+    entry = {"archs": len(part),
+             "self_tau": interval([r["seeds"][0] for r in part], [r["seeds"][1] for r in part], kendall)
+             if paired else None,
+             "ceiling": noise_ceiling([r["seeds"] for r in part]) if paired else None,
+             "evaluation": evaluation_share([hits[r["arch"]] for r in part if r["arch"] in hits])}
+    scores = {"macs": [r["macs"] for r in part], "params": [r["params"] for r in part]}
+    for name, score in rankers(samplers):
+        if all(score(r) is not None for r in part):
+            scores[name] = [score(r) for r in part]
+    for name, values in scores.items():
+        entry[name] = {"tau": interval(values, mean, kendall), "rho": interval(values, mean, spearman)}
+    return entry
+
+
+def analyse(study) -> dict[str, Any]:
+    """study.json: the rows, the rankings, what each ranking rewards, the winners, the after-search records."""
+    s, records = study.settings, study.records
+    rows, hits = _rows(study)
+    result = {"rows": rows, "seeds": list(s.seeds), "ranking": {}}
+    for scope in ("all", "window"):
+        part = [r for r in rows if scope == "all" or r["group"] == "window"]
+        if len(part) >= 3:
+            result["ranking"][scope] = _ranking(part, hits, s.seeds, s.samplers)
+    result["composition"] = composition(rows, list(s.samplers), study.space)
+    winners = {}
+    for strategy in ("evolution", "random"):
+        rec = records.get(Job("search", strategy))
+        accs = [records.get(Job("retrain", f"winner-{strategy}", seed)) for seed in s.seeds]
+        if rec and all(accs):
+            winners[strategy] = {**rec, "seeds": [r["val_top1"] for r in accs]}
+    result["winners"] = winners
+    after = {}
+    for name in ("top1", "finalized", "tuned"):
+        accs = [records.get(Job("retrain", name, seed)) for seed in s.seeds]
+        if all(accs):
+            after[name] = {"arch": accs[0]["arch"], "seeds": [r["val_top1"] for r in accs]}
+    result["after_search"] = {"retrains": after, "finalize": records.get(Job("finalize")),
+                              "tune": records.get(Job("tune"))}
+    result["schedule_probe"] = schedule_probe(study, rows)
+    return result
+
+
+def schedule_probe(study, rows: list[dict]) -> dict | None:
+    """The probe's architectures at the study's schedule and at --probe-epochs, and who ranks the other one."""
+    s = study.settings
+    by_arch = {r["arch"]: r for r in rows}
+    probe = []
+    for job, a in zip(study.probe_jobs(), study.probe):
+        rec = study.records.get(job)
+        if rec and str(a.arch) in by_arch:
+            probe.append({"name": a.name, **by_arch[str(a.arch)], "long": rec["val_top1"]})
+    if len(probe) < 3:
+        return None
+    long = [r["long"] for r in probe]
+    tau = {"short (mean of seeds)": [r["mean"] for r in probe], "macs": [r["macs"] for r in probe]}
+    tau.update({f"supernet fitness ({x})": [r.get(f"fitness_{x}") for r in probe] for x in s.samplers})
+    return {"epochs": s.probe_epochs, "rows": probe,
+            "tau": {k: interval(v, long, kendall) for k, v in tau.items() if None not in v}}

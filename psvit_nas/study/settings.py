@@ -1,0 +1,41 @@
+"""The study's settings: every option of `psvit-nas study`, with its default."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    config: str                       # search space YAML
+    data: str                         # digits, cifar10/100 or a Tiny-ImageNet-layout folder
+    out: str                          # records (commit them), study.json
+    work: str                         # run folders and checkpoints
+    results: str                      # the markdown report (its plot beside it)
+    classes: int = 30                 # first N classes of a Tiny-ImageNet folder
+    spread: int = 12
+    window: int = 8
+    budget: str | None = None         # window centre in MACs (default: median of uniform paths)
+    extra: tuple[str, ...] = ()       # NAME=ARCH joining the window group (e.g. layers=all-layer)
+    seeds: tuple[int, ...] = (0, 1)
+    epochs: int = 5                   # retraining epochs per architecture
+    supernet_epochs: int = 15         # uniform-path epochs' worth of compute
+    samplers: tuple[str, ...] = ("uniform", "fair", "sandwich", "flops")
+    distill_weight: float = 0.5
+    holdout: int = 1500               # training images held out for fitness
+    gt_holdout: int = 0               # training images per class moved to the ground truth's evaluation set
+    population: int = 20
+    generations: int = 5
+    batch_size: int = 64
+    lr: float = 2e-3                  # supernet learning rate
+    retrain_lr: float = 1e-3
+    seed: int = 0                     # which architectures are drawn
+    finalize_topk: int = 5
+    tune_samples: int = 6
+    probe_archs: int = 6
+    probe_epochs: int = 15
+    est_images_per_s: float = 350     # one trial's speed, for the time estimate
+    stages: tuple[str, ...] = field(default=("fitness", "retrain", "search", "after-search", "variants", "probe"))
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]

@@ -1,0 +1,152 @@
+"""The study's statistics: rank correlations with bootstrap intervals, the noise ceiling, where seed noise
+comes from, and what each ranking rewards.
+
+A statistic is a `(value, low, high)` tuple (a 90 % percentile bootstrap interval; `low` and `high` are None
+when most resamples tie), or, when it is undefined, a string that says why (`ALL_TIED`, `TOO_FEW`). The report
+prints either as it is; nothing here returns NaN.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Sequence, Union
+
+import numpy as np
+from scipy import stats
+
+from ..space import Arch, SearchSpace
+
+ALL_TIED = "undefined (all tied)"
+TOO_FEW = "too few architectures"
+MIN_ARCHS = 3
+
+Stat = Union[tuple[float, float | None, float | None], str]
+
+
+def value(stat: Stat) -> float | None:
+    """The statistic itself, or None when it is undefined."""
+    return None if isinstance(stat, str) else stat[0]
+
+
+def fmt(stat: Stat) -> str:
+    """'0.62 [0.42, 0.79]', '0.62 [interval undefined: most resamples tied]', or why it is undefined."""
+    if isinstance(stat, str):
+        return stat
+    if stat[1] is None:
+        return f"{stat[0]:.2f} [interval undefined: most resamples tied]"
+    return f"{stat[0]:.2f} [{stat[1]:.2f}, {stat[2]:.2f}]"
+
+
+def kendall(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall tau-b; NaN (not a warning) when either side is constant."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        return float(stats.kendalltau(x, y).statistic)
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rho; NaN (not a warning) when either side is constant."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        return float(stats.spearmanr(x, y).statistic)
+
+
+def interval(x: Sequence[float], y: Sequence[float], fn: Callable[[Sequence[float], Sequence[float]], float],
+             resamples: int = 2000) -> Stat:
+    """`fn(x, y)` with a 90 % percentile bootstrap interval over paired architectures.
+
+    Resamples whose statistic is undefined (all ties) are dropped; with fewer than half left the interval is
+    undefined. Fewer than three architectures, or a statistic undefined on the data, give the reason instead.
+    """
+    if len(x) < MIN_ARCHS:
+        return TOO_FEW
+    stat = fn(x, y)
+    if not np.isfinite(stat):
+        return ALL_TIED
+    rng = np.random.default_rng(0)
+    xs, ys = np.asarray(x, float), np.asarray(y, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        draws = np.asarray([fn(xs[i], ys[i]) for i in rng.integers(0, len(xs), (resamples, len(xs)))])
+    draws = draws[np.isfinite(draws)]
+    if len(draws) < resamples // 2:
+        return stat, None, None
+    return stat, float(np.percentile(draws, 5)), float(np.percentile(draws, 95))
+
+
+def unpack(bits: str) -> np.ndarray:
+    """Per-image hits stored as 'hex:count' (see `pack`)."""
+    hexed, n = bits.split(":")
+    return np.unpackbits(np.frombuffer(bytes.fromhex(hexed), np.uint8))[: int(n)].astype(float)
+
+
+def pack(hits: np.ndarray) -> str:
+    """Per-image hits (booleans) as a hex bit string with their count."""
+    return np.packbits(np.asarray(hits, bool)).tobytes().hex() + f":{len(hits)}"
+
+
+def evaluation_share(hits: list[list[np.ndarray]]) -> dict[str, float] | None:
+    """How much of the seed-to-seed differences the evaluation images alone explain.
+
+    `hits[arch][seed]` are per-image hits of two seeds. The seeds' difference in top-1 (points) has a
+    sampling variance over images of var(hit0 - hit1) / N; its mean over architectures against the mean
+    squared difference measured says whether more evaluation images (not more seeds or epochs) would make
+    the ground truth reproduce.
+    """
+    pairs = [h for h in hits if len(h) >= 2]
+    if len(pairs) < MIN_ARCHS:
+        return None
+    observed = float(np.mean([(100 * (h[0].mean() - h[1].mean())) ** 2 for h in pairs]))
+    images = float(np.mean([1e4 * np.var(h[0] - h[1], ddof=1) / len(h[0]) for h in pairs]))
+    return {"archs": len(pairs), "images": len(pairs[0][0]), "observed": observed, "from_images": images,
+            "disagree": float(np.mean([np.mean(h[0] != h[1]) for h in pairs]))}
+
+
+def _summary(taus: list[float]) -> Stat:
+    taus = [t for t in taus if np.isfinite(t)]
+    if not taus:
+        return ALL_TIED
+    return float(np.mean(taus)), float(np.percentile(taus, 5)), float(np.percentile(taus, 95))
+
+
+def noise_ceiling(seeds: list[list[float]], draws: int = 2000) -> dict[str, Stat]:
+    """What seed noise alone allows: (mean, 5th, 95th percentile) of the Kendall tau a perfect ranker would
+    reach against the seeds' mean ("ceiling"), and of seed against seed ("self", to check the model).
+
+    Model: each seed's accuracy is the true one plus N(0, s2), s2 the pooled variance between seeds; the
+    true accuracies are the means shrunk toward their average until their variance is the means' less s2/n.
+    When the seed noise is as large as the spread between architectures, the true accuracies all tie and
+    both are undefined.
+    """
+    acc = np.asarray(seeds, float)
+    if len(acc) < MIN_ARCHS:
+        return {"ceiling": TOO_FEW, "self": TOO_FEW}
+    n, mean = acc.shape[1], acc.mean(axis=1)
+    s2 = acc.var(axis=1, ddof=1).mean()
+    spread = mean.var(ddof=1)
+    true_spread = max(spread - s2 / n, 0.0)
+    if true_spread == 0:
+        return {"ceiling": ALL_TIED, "self": ALL_TIED}
+    truth = mean.mean() + (mean - mean.mean()) * np.sqrt(true_spread / spread)
+    rng = np.random.default_rng(0)
+
+    def seed() -> np.ndarray:
+        return truth + rng.normal(0, np.sqrt(s2), len(truth))
+
+    return {"ceiling": _summary([kendall(truth, np.mean([seed() for _ in range(n)], axis=0))
+                                 for _ in range(draws)]),
+            "self": _summary([kendall(seed(), seed()) for _ in range(draws)])}
+
+
+def composition(rows: list[dict], samplers: list[str], space: SearchSpace) -> dict[str, dict[str, Stat]]:
+    """Kendall tau (with interval) between each choice's number of cells and the seeds' mean, and each
+    sampler's fitness: what the ground truth and each supernet reward."""
+    if len(rows) < MIN_ARCHS:
+        return {}
+    choices = list(dict.fromkeys(c for stage in space.stages for c in stage.choices))
+    scores = {"ground truth": [r["mean"] for r in rows]}
+    scores.update({s: [r[f"fitness_{s}"] for r in rows] for s in samplers if all(f"fitness_{s}" in r for r in rows)})
+    out = {}
+    for choice in choices:
+        counts = [sum(c == choice for stage in Arch.parse(r["arch"]).stages for c in stage) for r in rows]
+        if len(set(counts)) > 1:
+            out[choice] = {name: interval(counts, score, kendall) for name, score in scores.items()}
+    return out

@@ -1,0 +1,242 @@
+"""The ranking study: does a ranker order architectures the way training does?
+
+Architectures spread over the space's MACs range and inside a window around one budget (plus named extras)
+are retrained from scratch with several seeds (the ground truth, and how well it reproduces itself); one
+supernet per sampler at equal compute scores each of them with inherited weights; evolution and random search
+run at the window's budget and their winners are retrained; `finalize` and `tune` follow the search. Independent
+jobs run as parallel Ray Tune trials, stage after stage; every finished job is a record, so the study resumes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..cluster import ray_session
+from ..data import holdout_split, load_split
+from ..errors import ConfigError
+from ..space import Arch, ArchSpec, SearchSpace, parse_budget
+from .archs import StudyArch, check_budget, median_budget, parse_extra, pick_archs, probe_archs
+from .data import check_data, class_subset, gt_subset
+from .jobs import VARIANTS, Job, Setup, checkpoint_hits, ground_truth_batches, learning_curve
+from .records import Records
+from .runner import run_trials
+from .settings import StudySettings
+
+STAGES = ("fitness", "retrain", "search", "after-search", "variants", "probe")
+AFTER_SEARCH = ("top1", "finalized", "tuned")
+
+
+class Study:
+    """A study's architectures, jobs and records; `run` does what is missing, `analyse` reads the records."""
+
+    def __init__(self, settings: StudySettings, threads: int = 1, ray_address: str | None = None) -> None:
+        s = self.settings = settings
+        check_data(s.data)
+        self.space = SearchSpace.from_yaml(s.config)
+        self.budget = parse_budget(s.budget, field_name="--budget") if s.budget else median_budget(self.space)
+        check_budget(self.space, self.budget)
+        extras = [parse_extra(text, self.space, self.budget) for text in s.extra]
+        self.records = Records(Path(s.out).resolve() / "records")
+        self._check_records()
+        self.archs = pick_archs(self.space, s.spread, s.window, self.budget, s.seed) + extras
+        spread = [a for a in self.archs if a.group == "spread"]
+        self.probe = probe_archs(spread, s.probe_archs) if s.probe_epochs != s.epochs else []
+        self.ray_address = ray_address
+        work = Path(s.work).resolve()
+        data = class_subset(str(Path(s.data).resolve()) if Path(s.data).exists() else s.data, s.classes,
+                            work / f"data-{s.classes}classes")
+        gt_data = gt_subset(data, s.gt_holdout, self._fitness_images(data),
+                            work / f"data-{s.classes}classes-gt{s.gt_holdout}") if s.gt_holdout else data
+        self.setup = Setup(s, str(Path(s.config).resolve()), data, gt_data, str(work), str(self.records.folder), threads)
+        work.mkdir(parents=True, exist_ok=True)
+        self.records.folder.mkdir(parents=True, exist_ok=True)
+
+    def _check_records(self) -> None:
+        """Records of another space (or another study's architectures) are bad input, not data to mix in."""
+        folder = self.records.folder
+        for path in sorted(folder.glob("retrain-*.json")) if folder.is_dir() else []:
+            arch = json.loads(path.read_text()).get("arch", "")
+            self.space.validate(Arch.parse(arch), source=f"{path} (records of another search space?)")
+
+    def _fitness_images(self, data: str) -> set[str]:
+        """File names of the supernets' fitness images, which the ground truth never evaluates on."""
+        train = load_split(data, "train", self.space)
+        if not hasattr(train, "samples"):
+            return set()
+        return {Path(train.samples[i][0]).name for i in holdout_split(len(train), self.settings.holdout)[1]}
+
+    # ----- jobs ---------------------------------------------------------------------
+    def retrain(self, name: str, seed: int, arch: Arch | str, epochs: int | None = None,
+                recipe: str | None = None) -> Job:
+        return Job("retrain", name, seed, epochs if epochs != self.settings.epochs else None, arch=str(arch),
+                   recipe=recipe)
+
+    def ground_truth_jobs(self) -> list[Job]:
+        """Every architecture with every seed, both seeds of one architecture together."""
+        return [self.retrain(a.name, seed, a.arch) for a in self.archs for seed in self.settings.seeds]
+
+    def probe_jobs(self) -> list[Job]:
+        s = self.settings
+        return [self.retrain(a.name, s.seeds[0], a.arch, s.probe_epochs) for a in self.probe]
+
+    def fitness_jobs(self, variants: bool) -> list[Job]:
+        s = self.settings
+        archs = tuple(str(a.arch) for a in self.archs)
+        jobs = [Job("fitness", sampler, archs=archs) for sampler in s.samplers]
+        return jobs + [Job("fitness", s.samplers[0], variant=v, archs=archs) for v in VARIANTS if v and variants]
+
+    def all_jobs(self) -> list[Job]:
+        """Every job of the full study (trials, searches, finalize, tune), for its progress count."""
+        s, first = self.settings, self.settings.samplers[0]
+        searches = [Job("search", k) for k in ("evolution", "random")]
+        winners = [Job("retrain", f"winner-{k}", seed) for k in ("evolution", "random") for seed in s.seeds]
+        after = [Job("retrain", name, seed) for name in AFTER_SEARCH for seed in s.seeds]
+        return ([Job("supernet", sampler) for sampler in s.samplers] + [Job("supernet", first, scale=2)]
+                + self.ground_truth_jobs() + searches + winners + [Job("finalize"), Job("tune")] + after
+                + self.probe_jobs())
+
+    def pending(self, job: Job) -> bool:
+        """Whether a job still has work: no record, or (fitness) an architecture not yet scored."""
+        record = self.records.get(job)
+        return record is None or (job.kind == "fitness" and any(a not in record for a in job.archs))
+
+    def supernets_needed(self, fitness: list[Job], searches: list[Job]) -> list[Job]:
+        """Supernets without a record, and those whose checkpoint is gone while a job still needs it."""
+        first = Job("supernet", self.settings.samplers[0])
+        users = [j.supernet for j in fitness if self.pending(j)] + [first for j in searches if self.pending(j)]
+        wanted = [j.supernet for j in fitness] + ([first] if searches else [])
+        return [sn for sn in dict.fromkeys(wanted) if self.pending(sn) or
+                (sn in users and not (self.setup.folder(sn) / "last.pt").is_file())]
+
+    # ----- running ------------------------------------------------------------------
+    def run(self) -> None:
+        """Run every missing job of the chosen stages, stage after stage, independent jobs as parallel trials."""
+        s, stages = self.settings, set(self.settings.stages)
+        fitness = self.fitness_jobs("variants" in stages) if stages & {"fitness", "variants"} else []
+        searches = [Job("search", k) for k in ("evolution", "random")] if "search" in stages else []
+        training = self.supernets_needed(fitness, searches)
+        training += (self.ground_truth_jobs() if "retrain" in stages else []) + \
+            (self.probe_jobs() if "probe" in stages else [])
+        with ray_session(self.ray_address):  # one Ray for every stage (finalize and tune included)
+            self.trials(training)
+            self.trials(fitness)
+            if searches:
+                winners = [self.retrain(f"winner-{j.name}", seed, self.search(j)) for j in searches
+                           for seed in s.seeds]
+                self.trials(winners)
+            if "after-search" in stages:
+                self.trials(self.after_search())
+        self.fill_in()
+
+    def trials(self, jobs: list[Job]) -> None:
+        todo = [j for j in jobs if self.pending(j)]
+        if not todo:
+            return
+        start, done = time.time(), []
+
+        def on_done(job: Job) -> None:
+            done.append(job)
+            print(f"[{(time.time() - start) / 60:.0f} min] {job.key} done ({len(done)} of {len(todo)})", flush=True)
+
+        run_trials(todo, self.setup, self.ray_address, on_done)
+
+    def search(self, job: Job) -> str:
+        """Evolution or random search on the first sampler's supernet at the window's budget; the winner."""
+        from ..search import SearchConfig, evolve, fitness_set_for, load_supernet
+
+        if (record := self.records.get(job)) is None:
+            s = self.settings
+            checkpoint = str(self.setup.folder(Job("supernet", s.samplers[0])) / "last.pt")
+            folder = self.setup.folder(job)
+            cfg = SearchConfig(strategy=job.name, population=s.population, generations=s.generations,
+                               topk=max(2, s.population // 5), max_macs=self.budget)
+            fitness = fitness_set_for(load_supernet(checkpoint)[1], checkpoint, None, None, None, 10)
+            evolve(checkpoint, cfg, fitness, folder, resume=(folder / "search_state.json").is_file())
+            best = ArchSpec.from_yaml(folder / "best.yaml")
+            record = self.records.put(job, {"arch": str(best.arch), "fitness": best.metrics["fitness"],
+                                            "macs": best.metrics["macs"]})
+        return record["arch"]
+
+    def after_search(self) -> list[Job]:
+        """`finalize` and `tune` on the evolution search (each a Ray Tune experiment of its own); the retrainings
+        that compare the search's top-1, finalize's pick and the tuned recipe."""
+        s, work = self.settings, Path(self.setup.work)
+        final = self._after_search_step(Job("finalize"))
+        self._after_search_step(Job("tune"))
+        top1 = self.records.get(Job("search", "evolution"))["arch"]
+        recipe = str(work / "tune" / "recipe.yaml")
+        return [job for seed in s.seeds for job in (
+            self.retrain("top1", seed, top1), self.retrain("finalized", seed, final["arch"]),
+            self.retrain("tuned", seed, final["arch"], recipe=recipe))]
+
+    def _after_search_step(self, job: Job) -> dict[str, Any]:
+        import yaml
+
+        from ..data import CacheConfig
+        from ..tune import finalize, tune_recipe
+
+        if (record := self.records.get(job)) is not None:
+            return record
+        s, work = self.settings, Path(self.setup.work)
+        folder = work / job.key
+        setup = {"epochs": s.epochs, "seed": 0, "threads": self.setup.threads, "grace_epochs": 0,
+                 "cache": CacheConfig()}
+        resume, start = (folder / "tune").is_dir(), time.time()
+        if job.kind == "finalize":
+            spec = finalize(work / "search-evolution", s.finalize_topk, setup, folder, resume=resume,
+                            ray_address=self.ray_address)
+            record = {"arch": str(spec.arch), **{k: spec.metrics["finalize"][k] for k in ("search_rank", "trials")}}
+        else:
+            final = work / "finalize" / "final.yaml"
+            spec = ArchSpec.from_yaml(final)
+            tune_recipe(spec, spec.metrics["fitness_set"], s.tune_samples, setup, folder, resume, self.ray_address,
+                        str(final))
+            record = yaml.safe_load((folder / "recipe.yaml").read_text())
+        return self.records.put(job, {**record, "minutes": (time.time() - start) / 60})
+
+    def fill_in(self) -> None:
+        """Per-image hits and learning curves for retraining records written before they were kept."""
+        batches = None
+        for job in self.ground_truth_jobs() + self.probe_jobs():
+            record = self.records.get(job)
+            if record is None:
+                continue
+            added = {}
+            if "val_correct" not in record:
+                batches = batches or ground_truth_batches(self.setup)
+                if (hits := checkpoint_hits(self.setup, job, batches)) is not None:
+                    added["val_correct"] = hits
+            if "curve" not in record and (curve := learning_curve(self.setup.folder(job))):
+                added["curve"] = curve
+            if added:
+                self.records.put(job, {**record, **added})
+
+    def train_images(self) -> int:
+        return len(load_split(self.setup.data, "train", self.space)) - self.settings.holdout
+
+    def estimate_minutes(self, trials_at_once: int) -> float:
+        """Rough wall minutes of the pending trainings at --est-images-per-s per trial."""
+        images = self.train_images()
+        todo = [j for j in self.all_jobs() if j not in self.records]
+        work = sum(self.setup.estimate_images(j, images) for j in todo)
+        return work / self.settings.est_images_per_s / max(1, trials_at_once) / 60
+
+
+def trials_at_once(threads: int) -> int:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return max(1, (os.cpu_count() or 1) // threads)
+
+
+def check_stages(stages: tuple[str, ...]) -> None:
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ConfigError(None, "--stages", f"unknown {unknown}; expected some of {list(STAGES)}")
+
+
+__all__ = ["Study", "StudyArch", "STAGES", "check_stages", "trials_at_once"]
