@@ -264,8 +264,10 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
                         loss = torch.lerp(loss, F.cross_entropy(logits.float(), soft), cfg.distill_weight)
                     losses.append(loss.item())  # the pass's one host-device sync
                     if not math.isfinite(losses[-1]):
+                        saved = f"last good checkpoint: {out / 'last.pt'}" if (out / "last.pt").is_file() \
+                            else "no checkpoint was written before it"
                         raise NonFiniteLoss(f"non-finite loss ({losses[-1]}) at step {step} (epoch {epoch + 1}) on "
-                                            f"path {path or arch}; last good checkpoint: {out / 'last.pt'}")
+                                            f"path {path or arch}; {saved}")
                     (loss / len(paths)).backward()
                 if j == 0 and sampler is not None and sampler.distill:  # in-place distillation targets
                     soft = logits.detach().float().softmax(-1)

@@ -1,3 +1,4 @@
+import json
 import os
 
 import numpy as np
@@ -111,3 +112,15 @@ def test_a_corrupt_image_leaves_no_half_built_cache(tmp_path, capsys):
                  "--search-holdout", "0", "--workers", "0"])
     assert code == 2 and "cannot read image" in capsys.readouterr().err
     assert not list((tmp_path / "cache").iterdir())
+
+
+@pytest.mark.parametrize("mode", ["off", "on"])
+def test_training_on_in_memory_digits_works_with_and_without_the_cache(mode, tmp_path):
+    """The in-memory digits arrays (numpy) are streamed item by item under --cache off, not taken for the
+    decoded cache's tensors."""
+    out = tmp_path / "sn"
+    assert main(["train-supernet", "--config", str(SPACES / "digits.yaml"), "--data", "digits", "--cache", mode,
+                 "--epochs", "1", "--batch-size", "256", "--workers", "0", "--val-archs", "1",
+                 "--out", str(out)]) == 0
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["epoch"] == 1 and 0 <= row["val_top1"] <= 100

@@ -224,3 +224,86 @@ def test_a_record_is_the_same_alone_and_beside_another_trial(tmp_path):
     digests = [json.loads((s.setup.folder(jobs[0]) / "metrics.jsonl").read_text().splitlines()[-1])
                ["weight_digests"] for s in (alone, parallel)]
     assert digests[0] == digests[1]
+
+
+def _synthetic_study(tmp_path):
+    """A digits study whose records are written by hand: 4 spread, 2 window and the all-layer baseline."""
+    from psvit_nas.study import Study, StudySettings
+
+    settings = StudySettings(config=str(SPACES / "digits.yaml"), data="digits", out=str(tmp_path / "out"),
+                             work=str(tmp_path / "work"), results=str(tmp_path / "results.md"), spread=4, window=2,
+                             extra=("layers=all-layer",), epochs=4, probe_archs=4, probe_epochs=2,
+                             samplers=("uniform",))
+    return Study(settings)
+
+
+def test_a_named_extra_architecture_joins_every_job_of_the_window(tmp_path):
+    study = _synthetic_study(tmp_path)
+    layers = "|".join(["-".join(["layer"] * 4)] * 3)
+    extra = [a for a in study.archs if a.name == "layers"]
+    assert len(extra) == 1 and extra[0].group == "window" and str(extra[0].arch) == layers
+    assert {(j.name, j.seed) for j in study.ground_truth_jobs() if j.arch == layers} == {("layers", 0), ("layers", 1)}
+    assert all(layers in job.archs for job in study.fitness_jobs(variants=True))
+    assert {"retrain-layers-seed0", "retrain-layers-seed1"} <= {j.key for j in study.all_jobs()}
+
+
+def test_schedule_check_and_learning_curves_from_records(tmp_path):
+    """The probe's order at 2 epochs against the study's 4: a known agreement, reported with its interval, and
+    every run's curve plotted."""
+    from psvit_nas.study import analyse, write_results
+
+    study = _synthetic_study(tmp_path)
+    acc = {a.name: 20.0 + 3 * i for i, a in enumerate(study.archs)}
+    for a in study.archs:
+        for seed in (0, 1):
+            final = acc[a.name] + seed
+            study.records.put(study.retrain(a.name, seed, a.arch), {
+                "arch": str(a.arch), "seed": seed, "val_top1": final, "val_loss": 1.0, "minutes": 0.1,
+                "curve": [final / 4, final / 2, final * 0.9, final]})
+    short = {"spread0": 10.0, "spread1": 12.0, "spread2": 11.0, "spread3": 13.0}  # one pair swapped
+    for job, a in zip(study.probe_jobs(), study.probe):
+        study.records.put(job, {"arch": str(a.arch), "seed": 0, "val_top1": short[a.name], "val_loss": 1.0,
+                                "minutes": 0.1, "curve": [short[a.name] / 2, short[a.name]]})
+    result = analyse(study)
+    probe = result["schedule_probe"]
+    assert probe["epochs"] == 2 and [r["name"] for r in probe["rows"]] == list(short)
+    tau = probe["tau"]["4 epochs, seed 0"]
+    expected = stats.kendalltau(list(short.values()), [acc[n] for n in short]).statistic
+    assert tau[0] == pytest.approx(expected) == pytest.approx(2 / 3) and tau[1] <= tau[0] <= tau[2]
+    assert probe["tau"]["4 epochs (mean of seeds)"][0] == pytest.approx(expected)
+    assert len(result["curves"]) == 7 * 2 + 4 and result["curves"]["retrain-layers-seed0"]["group"] == "extra"
+    assert [r.get("name") for r in result["rows"] if r["group"] == "window"] == [None, None, "layers"]
+    write_results(tmp_path / "results.md", result, study, "psvit-nas study ...")
+    text = (tmp_path / "results.md").read_text()
+    assert "## The ground truth at a shorter schedule: 2 epochs against 4" in text
+    assert "![learning curves](results-curves.png)" in text and (tmp_path / "results-curves.png").stat().st_size
+    assert "inside the window" in text and "nan" not in text.lower()
+
+
+def test_supernet_checkpoints_are_scored_as_they_are_and_never_trained_further(tmp_path):
+    from psvit_nas.search import Evaluator, fitness_set_for, load_supernet
+    from psvit_nas.study import Study, StudySettings
+    from psvit_nas.study.jobs import Job, run_job
+
+    settings = StudySettings(config=str(SPACES / "digits.yaml"), data="digits", out=str(tmp_path / "out"),
+                             work=str(tmp_path / "work"), results=str(tmp_path / "r.md"), spread=3, window=0,
+                             supernet_epochs=2, score_every=1, holdout=150, batch_size=256, probe_archs=0,
+                             samplers=("uniform",))
+    study = Study(settings)
+    threads = torch.get_num_threads()
+    try:
+        run_job(study.setup, Job("supernet", "uniform"))
+        folder = study.setup.folder(Job("supernet", "uniform"))
+        before = {p.name: p.read_bytes() for p in folder.iterdir() if p.suffix in (".pt", ".jsonl")}
+        assert {"epoch1.pt", "last.pt", "metrics.jsonl"} <= set(before)
+        jobs = study.fitness_jobs(variants=False)
+        assert [j.key for j in jobs] == ["fitness-uniform", "fitness-uniform-ep1"]
+        for job in jobs:
+            run_job(study.setup, job)
+    finally:
+        torch.set_num_threads(threads)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.suffix in (".pt", ".jsonl")} == before
+    net, state = load_supernet(folder / "epoch1.pt")
+    evaluator = Evaluator(net, *fitness_set_for(state, "epoch1.pt", None, None, None, 10).load(study.space))
+    scores = study.records.get(jobs[1])
+    assert all(scores[str(a.arch)]["top1"] == evaluator.metrics(a.arch)["top1"] for a in study.archs)

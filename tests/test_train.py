@@ -129,7 +129,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     torch.save(state, tmp_path / "last.pt")
     good = (tmp_path / "last.pt").read_bytes()
     cfg = TrainConfig(epochs=2, batch_size=256, val_archs=1)
-    with pytest.raises(NonFiniteLoss, match=r"step \d+ .*path"):
+    with pytest.raises(NonFiniteLoss, match=r"step \d+ .*path.*last good checkpoint: "):
         fit(Supernet(space), space, train, val, cfg, tmp_path, resume=True)
     assert (tmp_path / "last.pt").read_bytes() == good
 
@@ -193,3 +193,11 @@ def test_compiled_cells_compute_what_eager_cells_compute():
     assert torch.allclose(eager(x, path), compiled(x, path), atol=1e-5)
     assert torch.allclose(eager.head.weight.grad, compiled.head.weight.grad, atol=1e-5)
     assert set(compiled.state_dict()) == set(eager.state_dict())  # checkpoints stay interchangeable
+
+
+def test_a_run_diverging_before_its_first_checkpoint_does_not_name_one(tmp_path, capsys):
+    code = main(["train-supernet", "--config", DIGITS, "--out", str(tmp_path / "r"), "--epochs", "1",
+                 "--lr", "1e4", "--clip-grad", "0", "--val-archs", "1", "--workers", "0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and "non-finite loss" in err
+    assert "no checkpoint was written" in err and not (tmp_path / "r" / "last.pt").exists()

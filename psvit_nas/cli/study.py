@@ -10,15 +10,18 @@ from ..errors import ConfigError
 from ..samplers import SAMPLERS
 from .common import command
 
-COUNTS = ("classes", "spread", "window", "epochs", "supernet_epochs", "holdout", "gt_holdout", "population",
-          "generations", "batch_size", "finalize_topk", "tune_samples", "probe_archs", "probe_epochs")
+COUNTS = ("classes", "spread", "window", "epochs", "supernet_epochs", "score_every", "holdout", "gt_holdout",
+          "population", "generations", "batch_size", "finalize_topk", "tune_samples", "probe_archs", "probe_epochs")
+MAY_BE_ZERO = ("classes", "gt_holdout", "probe_archs", "spread", "window", "score_every")
+PLAIN = ("config", "data", "out", "budget", "distill_weight", "lr", "retrain_lr", "seed", "est_images_per_s",
+         "goals")
 
 
 def _settings(args: argparse.Namespace):
     from ..study import StudySettings, check_stages
 
     for name in COUNTS:
-        low = 0 if name in ("classes", "gt_holdout", "probe_archs", "spread", "window") else 1
+        low = 0 if name in MAY_BE_ZERO else 1
         if getattr(args, name) < low:
             raise ConfigError(None, f"--{name.replace('_', '-')}", f"expected an integer >= {low}, got "
                               f"{getattr(args, name)}")
@@ -31,14 +34,9 @@ def _settings(args: argparse.Namespace):
         raise ConfigError(None, "--cpus-per-trial", f"expected a positive number, got {args.cpus_per_trial}")
     check_stages(tuple(args.stages))
     out = Path(args.out)
-    values = {k: getattr(args, k) for k in ("config", "data", "out", "classes", "spread", "window", "budget",
-                                            "epochs", "supernet_epochs", "distill_weight", "holdout", "gt_holdout",
-                                            "population", "generations", "batch_size", "lr", "retrain_lr", "seed",
-                                            "finalize_topk", "tune_samples", "probe_archs", "probe_epochs",
-                                            "est_images_per_s")}
-    return StudySettings(**values, work=args.work or str(out / "work"), results=args.results or
-                         str(out / "results.md"), extra=tuple(args.extra), seeds=tuple(args.seeds),
-                         samplers=tuple(args.samplers), stages=tuple(args.stages))
+    return StudySettings(**{k: getattr(args, k) for k in COUNTS + PLAIN}, work=args.work or str(out / "work"),
+                         results=args.results or str(out / "results.md"), extra=tuple(args.extra),
+                         seeds=tuple(args.seeds), samplers=tuple(args.samplers), stages=tuple(args.stages))
 
 
 @command("study")
@@ -88,6 +86,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=D.epochs, help="retraining epochs per architecture")
     p.add_argument("--supernet-epochs", type=int, default=D.supernet_epochs, help="uniform-path epochs' worth of "
                    "compute per supernet (multi-path samplers get fewer epochs)")
+    p.add_argument("--score-every", type=int, default=D.score_every, help="also score every architecture at the "
+                   "supernets' checkpoints every N epochs (0: the last only): tau against supernet epochs")
     p.add_argument("--samplers", nargs="+", default=list(D.samplers), help="one supernet per sampler")
     p.add_argument("--distill-weight", type=float, default=D.distill_weight, help="sandwich: distillation share "
                    "of the students' loss")
@@ -114,5 +114,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-address", default=None, help="Ray cluster address, e.g. auto (default: start locally)")
     p.add_argument("--est-images-per-s", type=float, default=D.est_images_per_s, help="one trial's training "
                    "speed, for the time estimate")
+    p.add_argument("--goals", choices=["9", "19"], default=D.goals, help="the issue whose goals the report opens "
+                   "with (default 19: a settled ground truth, supernets that rank by it, a search that pays)")
     p.add_argument("--report-only", action="store_true", help="write the report from the records, run nothing")
     p.add_argument("--command-line", help=argparse.SUPPRESS)  # what the report shows (scripts/study_ranking.py)

@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .augment import BatchAugment, eval_batch
+from .cache import CachedImages
 
 
 def default_workers() -> int:
@@ -74,7 +75,7 @@ class TrainLoader:
         self.batch_size, self.augment, self.device = batch_size, augment, device
         self.seed, self.rank, self.world = seed, rank, world
         self.steps = len(self.indices) // (batch_size * world)
-        self.direct = hasattr(self.base, "images") and per_image is None
+        self.direct = isinstance(self.base, CachedImages) and per_image is None
         self.sampler = _EpochBatches()
         self.loader = None if self.direct else DataLoader(
             _SeededItems(self.base, per_image), batch_sampler=self.sampler, num_workers=workers,
@@ -122,7 +123,7 @@ class EvalBatches:
             self.stored = [b for b in self._raw(base, indices)]
 
     def _raw(self, base: Dataset, indices: Sequence[int]) -> Iterator[tuple[Tensor, Tensor]]:
-        if hasattr(base, "images"):
+        if isinstance(base, CachedImages):  # decoded tensors: whole batches at once
             for i in range(0, len(indices), self.batch_size):
                 idx = torch.as_tensor(indices[i:i + self.batch_size])
                 yield base.images.index_select(0, idx), base.labels.index_select(0, idx)

@@ -41,7 +41,7 @@ class Job:
     kind: str                    # retrain | supernet | fitness | search | finalize | tune
     name: str = ""               # retrain: the architecture's study name; supernet, fitness: sampler; search: strategy
     seed: int | None = None      # retrain
-    epochs: int | None = None    # retrain: a schedule other than the study's
+    epochs: int | None = None    # retrain: a schedule other than the study's; fitness: a supernet checkpoint
     scale: int = 1               # supernet: times the study's supernet compute
     variant: str = ""            # fitness: one of VARIANTS
     arch: str = field(default="", compare=False)           # retrain: what it trains
@@ -54,8 +54,9 @@ class Job:
             return f"retrain-{self.name}-seed{self.seed}" + (f"-e{self.epochs}" if self.epochs else "")
         if self.kind == "supernet":
             return f"supernet-{self.name}" + (f"-x{self.scale}" if self.scale != 1 else "")
-        if self.kind == "fitness":
-            return f"fitness-{self.name}" + (f"-{self.variant}" if self.variant else "")
+        if self.kind == "fitness":  # epochs: a supernet checkpoint before the last
+            return f"fitness-{self.name}" + (f"-{self.variant}" if self.variant else "") + \
+                (f"-ep{self.epochs}" if self.epochs else "")
         if self.kind == "search":
             return f"search-{self.name}"
         return self.kind
@@ -84,6 +85,16 @@ class Setup:
 
     def folder(self, job: Job) -> Path:
         return Path(self.work) / job.key
+
+    def cost(self, job: Job) -> float:
+        """Relative compute of a training job (MACs x epochs): trials start longest first, so that the last ones
+        running, when cores fall idle, are short."""
+        s, table = self.settings, self.space.cost_table
+        if job.kind == "retrain":
+            return table.macs(Arch.parse(job.arch)) * (job.epochs or s.epochs)
+        if job.kind == "supernet":
+            return sum(table.macs_range) / 2 * s.supernet_epochs * job.scale
+        return 0.0
 
     def estimate_images(self, job: Job, train_images: int) -> float:
         """Images a job forwards (for the time estimate): retrainings and supernets only."""
@@ -134,22 +145,28 @@ def _retrain(setup: Setup, job: Job) -> dict[str, Any]:
 
 def _train_supernet(setup: Setup, job: Job) -> dict[str, Any]:
     from ..data import Augment
-    from ..samplers import make_sampler
     from ..supernet import Supernet
     from ..train import TrainConfig, fit_on
 
     s, space = setup.settings, setup.space
-    paths = len(make_sampler(job.name, space, 0)(0))
-    epochs = max(1, round(s.supernet_epochs * job.scale / paths))  # equal compute: images forwarded
+    paths, epochs = supernet_epochs(s, space, job)
     cfg = TrainConfig(epochs=epochs, batch_size=s.batch_size, lr=s.lr, sampler=job.name, val_archs=2,
                       distill_weight=s.distill_weight, checkpoint_every_steps=CHECKPOINT_EVERY,
-                      augment=Augment.preset("auto", space.image_size).to_dict())
+                      save_every=s.score_every, augment=Augment.preset("auto", space.image_size).to_dict())
     torch.manual_seed(0)
     folder = setup.folder(job)
     fit_on(Supernet(space), space, setup.data, cfg, folder, holdout=s.holdout,
            resume=(folder / "last.pt").is_file(), command=f"psvit-nas study: {job.key}")
     extra = {"distill_weight": s.distill_weight} if job.name == "sandwich" else {}
     return {"epochs": epochs, "paths_per_step": paths, "after": extra}
+
+
+def supernet_epochs(settings: StudySettings, space: SearchSpace, job: Job) -> tuple[int, int]:
+    """(paths per step, epochs) of a supernet job: equal compute in images forwarded, whatever the sampler."""
+    from ..samplers import make_sampler
+
+    paths = len(make_sampler(job.name, space, 0)(0))
+    return paths, max(1, round(settings.supernet_epochs * job.scale / paths))
 
 
 def _score(setup: Setup, job: Job) -> dict[str, Any]:
@@ -160,7 +177,7 @@ def _score(setup: Setup, job: Job) -> dict[str, Any]:
     missing = [a for a in job.archs if a not in record]
     if missing:
         how = VARIANTS[job.variant]
-        checkpoint = setup.folder(job.supernet) / "last.pt"
+        checkpoint = setup.folder(job.supernet) / (f"epoch{job.epochs}.pt" if job.epochs else "last.pt")
         net, state = load_supernet(checkpoint)
         size = round(setup.settings.holdout * how["share"]) if "share" in how else None
         batches, calib = fitness_set_for(state, str(checkpoint), None, None, size,

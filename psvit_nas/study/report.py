@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..io import atomic_write_text, pyplot, save_figure
 from ..space import format_macs
+from .goals import GOALS
 from .jobs import VARIANT_LABELS
 from .results import rankers
 from .stats import fmt, value
@@ -67,12 +68,13 @@ def write_results(path: Path, result: dict, study, command: str) -> None:
             noise = entry["ceiling"]
             lines += [f"Ground truth, seed against seed: **Kendall tau {fmt(entry['self_tau'])}**. At this seed "
                       f"noise a perfect ranker would reach about **tau {fmt(noise['ceiling'])}** against the seeds' "
-                      f"mean: the noise ceiling of every tau below (`noise_ceiling` in `psvit_nas/study/stats.py`; the same model "
-                      f"predicts a seed-against-seed tau of {fmt(noise['self'])}).", ""]
+                      "mean: the noise ceiling of every tau below (`noise_ceiling` in `psvit_nas/study/stats.py`; "
+                      f"the same model predicts a seed-against-seed tau of {fmt(noise['self'])}).", ""]
         if (ev := entry["evaluation"]) and ev["observed"] > 0:
             share = ev["from_images"] / ev["observed"]
             verdict = "More evaluation images, not more seeds or epochs, is what would reduce it" if share > 0.5 \
-                else "The larger part is training noise: more seeds per architecture or a longer schedule would reduce it"
+                else ("The larger part is training noise: more seeds per architecture or a longer schedule would "
+                      "reduce it")
             lines += [f"Where the seed noise comes from ({ev['archs']} architectures with stored per-image hits): "
                       f"the two seeds disagree on {100 * ev['disagree']:.0f} % of the {ev['images']} evaluation "
                       f"images, so sampling those images alone gives their top-1 difference a variance of "
@@ -105,46 +107,18 @@ def write_results(path: Path, result: dict, study, command: str) -> None:
                          f"`{w['arch'].replace('|', '/')}` |")
         lines.append("")
     lines += probe_section(result["schedule_probe"], a)
+    lines += progress_section(result, path.with_name(path.stem + "-supernet.png"))
+    lines += curves_section(result, path.with_name(path.stem + "-curves.png"))
     lines += after_search_section(result["after_search"], a)
     atomic_write_text(path, "\n".join(lines))
 
 
-def _num(stat) -> str:
-    """A statistic's value for the goals table, or why it is undefined."""
-    return stat if isinstance(stat, str) else f"{stat[0]:.2f}"
-
-
 def goals_section(result: dict, a) -> list[str]:
-    """The goals, each met or missed by the numbers below it; an undefined statistic meets no goal."""
-    rows, ranking, winners = [], result["ranking"], result["winners"]
-
-    def tau(scope: str, name: str) -> float:
-        v = value(ranking[scope][name]["tau"])
-        return -2.0 if v is None else v
-
-    def best(scope: str) -> str | None:
-        scored = [s for s in a.samplers if s in ranking.get(scope, {})]
-        return max(scored, key=lambda s: tau(scope, s)) if scored else None
-
-    if (entry := ranking.get("all")) and entry["self_tau"]:
-        rows.append(("ground truth reproduces itself: seed-against-seed tau >= 0.7 across the space",
-                     _num(entry["self_tau"]), (value(entry["self_tau"]) or -2) >= 0.7))
-    for scope, text in (("all", "across the space: supernet tau >= 0.7 and above MACs alone's"),
-                        ("window", "inside the window: supernet tau above MACs alone's")):
-        if (name := best(scope)) is not None:
-            entry = ranking[scope]
-            ceiling = f" (noise ceiling {_num(entry['ceiling']['ceiling'])})" if entry["ceiling"] else ""
-            met = value(entry[name]["tau"]) is not None and tau(scope, name) > tau(scope, "macs") and \
-                (scope == "window" or tau(scope, name) >= 0.7)
-            rows.append((f"{text} (best sampler: {name})", f"{_num(entry[name]['tau'])} against "
-                         f"{_num(entry['macs']['tau'])}{ceiling}", met))
-    if set(winners) == {"evolution", "random"}:
-        evo, rnd = (statistics.fmean(winners[k]["seeds"]) for k in ("evolution", "random"))
-        rows.append(("evolution's retrained winner at least as good as random's", f"{evo:.2f} against {rnd:.2f}",
-                     evo >= rnd))
+    """The goals of the issue the study answers (`--goals`), each met or missed by the numbers below it."""
+    rows = GOALS[a.goals](result, a)
     if not rows:
         return []
-    return ["## Goals (issue 9)", "", "| goal | measured | |", "|---|---|---|",
+    return [f"## Goals (issue {a.goals})", "", "| goal | measured | |", "|---|---|---|",
             *(f"| {goal} | {measured} | {'met' if ok else '**missed**'} |" for goal, measured, ok in rows), ""]
 
 
@@ -185,22 +159,73 @@ def composition_section(comp: dict[str, dict]) -> list[str]:
 
 
 def probe_section(probe: dict | None, a) -> list[str]:
-    """docs/results.md: does the ground truth's order hold when the schedule is longer?"""
+    """Does the ground truth's order hold at another schedule?"""
     if not probe:
         return []
-    lines = [f"## The ground truth at a longer schedule: {probe['epochs']} epochs against {a.epochs}", "",
+    longer = "longer" if probe["epochs"] > a.epochs else "shorter"
+    mean = all("mean" in r for r in probe["rows"])
+    lines = [f"## The ground truth at a {longer} schedule: {probe['epochs']} epochs against {a.epochs}", "",
              f"{len(probe['rows'])} of the spread architectures retrained once more (seed {a.seeds[0]}) for "
              f"{probe['epochs']} epochs, same recipe otherwise.", "",
-             f"| arch | MACs | {a.epochs} epochs (mean of seeds) | {probe['epochs']} epochs | "
-             + " | ".join(f"fitness {s}" for s in a.samplers) + " |",
+             f"| arch | MACs | {a.epochs} epochs ({'mean of seeds' if mean else f'seed {a.seeds[0]}'}) | "
+             f"{probe['epochs']} epochs | " + " | ".join(f"fitness {s}" for s in a.samplers) + " |",
              "|---|---:|---:|---:|" + "---:|" * len(a.samplers)]
     for r in probe["rows"]:
-        lines.append(f"| {r['name']} | {format_macs(r['macs'])} | {r['mean']:.2f} | {r['long']:.2f} | "
+        lines.append(f"| {r['name']} | {format_macs(r['macs'])} | {r['mean' if mean else 'first_seed']:.2f} | "
+                     f"{r['long']:.2f} | "
                      + " | ".join(f"{r[f'fitness_{s}']:.2f}" if f"fitness_{s}" in r else "" for s in a.samplers)
                      + " |")
     lines += ["", f"Kendall tau against the {probe['epochs']}-epoch order (one seed, few architectures: wide "
               "intervals): " + "; ".join(f"{k} {fmt(v)}" for k, v in probe["tau"].items()) + ".", ""]
     return lines
+
+
+def progress_section(result: dict, path: Path) -> list[str]:
+    """Kendall tau of each supernet's fitness against the ground truth as its training goes on."""
+    progress = result.get("supernet_progress", {})
+    if not progress:
+        return []
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    lines = ["## The supernets' ranking as they train", "", "Kendall tau of each supernet's fitness (its checkpoint "
+             "after that many epochs) against the seeds' mean; 90 % intervals.", "",
+             "| sampler | epoch | tau across the space | tau inside the window |", "|---|---:|---|---|"]
+    for sampler, points in progress.items():
+        for scope, style in (("all", "-o"), ("window", "--s")):
+            defined = [(p["epoch"], value(p[scope])) for p in points if value(p[scope]) is not None]
+            ax.plot([e for e, _ in defined], [t for _, t in defined], style, label=f"{sampler} ({scope})")
+        lines += [f"| {sampler} | {p['epoch']} | {fmt(p['all'])} | {fmt(p['window'])} |" for p in points]
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("supernet epochs")
+    ax.set_ylabel("Kendall tau against retraining")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    save_figure(fig, path)
+    return lines + ["", f"![supernet ranking as it trains]({path.name})", ""]
+
+
+def curves_section(result: dict, path: Path) -> list[str]:
+    """Every retraining's validation top-1 after each epoch (records that keep their curve)."""
+    runs = result.get("curves", {})
+    if not runs:
+        return []
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    colors = {"spread": "tab:blue", "window": "tab:orange"}
+    for key, run in sorted(runs.items()):
+        ax.plot(range(1, len(run["curve"]) + 1), run["curve"], color=colors.get(run["group"], "tab:green"),
+                lw=2 if run["group"] not in colors else 0.8, alpha=0.8,
+                label=key if run["group"] not in colors else None)
+    for group, color in colors.items():
+        ax.plot([], [], color=color, label=group)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation top-1 (%)")
+    ax.set_title(f"learning curves of {len(runs)} retrainings")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    save_figure(fig, path)
+    return ["## Learning curves", "", f"Validation top-1 after every epoch of {len(runs)} retrainings (blue: "
+            "spread, orange: window, bold: named extras).", "", f"![learning curves]({path.name})", ""]
 
 
 def after_search_section(after: dict, a) -> list[str]:

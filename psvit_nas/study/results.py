@@ -88,22 +88,68 @@ def analyse(study) -> dict[str, Any]:
     result["after_search"] = {"retrains": after, "finalize": records.get(Job("finalize")),
                               "tune": records.get(Job("tune"))}
     result["schedule_probe"] = schedule_probe(study, rows)
+    if progress := supernet_progress(study, rows):
+        result["supernet_progress"] = progress
+    if curves := learning_curves(study):
+        result["curves"] = curves
     return result
 
 
+def learning_curves(study) -> dict[str, dict]:
+    """Record key -> the group and per-epoch validation top-1 of every retraining that kept its curve."""
+    out = {}
+    for job, a in [(study.retrain(a.name, seed, a.arch), a) for a in study.archs for seed in study.settings.seeds] \
+            + list(zip(study.probe_jobs(), study.probe)):
+        record = study.records.get(job)
+        if record and record.get("curve"):
+            out[job.key] = {"group": a.group if a.name.startswith(a.group) else "extra", "curve": record["curve"]}
+    return out
+
+
 def schedule_probe(study, rows: list[dict]) -> dict | None:
-    """The probe's architectures at the study's schedule and at --probe-epochs, and who ranks the other one."""
+    """The probe's architectures at --probe-epochs against the study's schedule (the first seed, and the seeds'
+    mean where every seed is in), and how MACs and each supernet rank the probe's order."""
     s = study.settings
     by_arch = {r["arch"]: r for r in rows}
     probe = []
     for job, a in zip(study.probe_jobs(), study.probe):
-        rec = study.records.get(job)
-        if rec and str(a.arch) in by_arch:
-            probe.append({"name": a.name, **by_arch[str(a.arch)], "long": rec["val_top1"]})
+        rec, first = study.records.get(job), study.records.get(study.retrain(a.name, s.seeds[0], a.arch))
+        if rec and first:
+            cost = study.space.cost_table(a.arch)
+            row = by_arch.get(str(a.arch), {"group": a.group, "arch": str(a.arch), "macs": cost.macs,
+                                            "params": cost.params})
+            probe.append({"name": a.name, **row, "long": rec["val_top1"], "first_seed": first["val_top1"]})
     if len(probe) < 3:
         return None
     long = [r["long"] for r in probe]
-    tau = {"short (mean of seeds)": [r["mean"] for r in probe], "macs": [r["macs"] for r in probe]}
+    tau = {f"{s.epochs} epochs, seed {s.seeds[0]}": [r["first_seed"] for r in probe]}
+    if all("mean" in r for r in probe):
+        tau["short (mean of seeds)" if s.probe_epochs > s.epochs else f"{s.epochs} epochs (mean of seeds)"] = \
+            [r["mean"] for r in probe]
+    tau["macs"] = [r["macs"] for r in probe]
     tau.update({f"supernet fitness ({x})": [r.get(f"fitness_{x}") for r in probe] for x in s.samplers})
     return {"epochs": s.probe_epochs, "rows": probe,
             "tau": {k: interval(v, long, kendall) for k, v in tau.items() if None not in v}}
+
+
+def supernet_progress(study, rows: list[dict]) -> dict[str, list[dict]]:
+    """Sampler -> Kendall tau of its fitness against the seeds' mean, across the space and inside the window,
+    at each scored supernet checkpoint and at the last (`--score-every`)."""
+    from .jobs import supernet_epochs
+
+    out = {}
+    for sampler in study.settings.samplers:
+        epochs = study.scored_epochs(sampler)
+        if not epochs:
+            continue
+        last = supernet_epochs(study.settings, study.space, Job("supernet", sampler))[1]
+        points = []
+        for epoch in [*epochs, last]:
+            scores = study.records.get(Job("fitness", sampler, epochs=epoch if epoch != last else None)) or {}
+            point = {"epoch": epoch}
+            for scope in ("all", "window"):
+                part = [r for r in rows if (scope == "all" or r["group"] == "window") and r["arch"] in scores]
+                point[scope] = interval([scores[r["arch"]]["top1"] for r in part], [r["mean"] for r in part], kendall)
+            points.append(point)
+        out[sampler] = points
+    return out

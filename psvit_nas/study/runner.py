@@ -37,12 +37,14 @@ def _trial(config: dict[str, Any], setup: Setup) -> None:
 
 def run_trials(jobs: list[Job], setup: Setup, ray_address: str | None = None,
                on_done: Callable[[Job], None] | None = None) -> None:
-    """Run `jobs` (independent of each other) as Ray Tune trials; `on_done(job)` after each finished one."""
+    """Run `jobs` (independent of each other) as Ray Tune trials, the longest first; `on_done(job)` after each
+    finished one."""
     if not jobs:
         return
     import torch
     from ray import tune
 
+    jobs = sorted(jobs, key=setup.cost, reverse=True)  # longest first: the tail, when cores idle, is short
     by_key = {job.key: job for job in jobs}
 
     class Progress(tune.Callback):

@@ -19,6 +19,7 @@ class StudySettings:
     seeds: tuple[int, ...] = (0, 1)
     epochs: int = 5                   # retraining epochs per architecture
     supernet_epochs: int = 15         # uniform-path epochs' worth of compute
+    score_every: int = 0              # supernet epochs between checkpoints every architecture is scored at
     samplers: tuple[str, ...] = ("uniform", "fair", "sandwich", "flops")
     distill_weight: float = 0.5
     holdout: int = 1500               # training images held out for fitness
@@ -34,6 +35,7 @@ class StudySettings:
     probe_archs: int = 6
     probe_epochs: int = 15
     est_images_per_s: float = 350     # one trial's speed, for the time estimate
+    goals: str = "19"                 # the issue whose goals the report opens with (9: the earlier studies)
     stages: tuple[str, ...] = field(default=("fitness", "retrain", "search", "after-search", "variants", "probe"))
 
     @classmethod

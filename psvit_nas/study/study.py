@@ -20,7 +20,8 @@ from ..errors import ConfigError
 from ..space import Arch, ArchSpec, SearchSpace, parse_budget
 from .archs import StudyArch, check_budget, median_budget, parse_extra, pick_archs, probe_archs
 from .data import check_data, class_subset, gt_subset
-from .jobs import VARIANTS, Job, Setup, checkpoint_hits, ground_truth_batches, learning_curve
+from .jobs import (VARIANTS, Job, Setup, checkpoint_hits, ground_truth_batches, learning_curve,
+                   supernet_epochs)
 from .records import Records
 from .runner import run_trials
 from .settings import StudySettings
@@ -50,7 +51,8 @@ class Study:
                             work / f"data-{s.classes}classes")
         gt_data = gt_subset(data, s.gt_holdout, self._fitness_images(data),
                             work / f"data-{s.classes}classes-gt{s.gt_holdout}") if s.gt_holdout else data
-        self.setup = Setup(s, str(Path(s.config).resolve()), data, gt_data, str(work), str(self.records.folder), threads)
+        self.setup = Setup(s, str(Path(s.config).resolve()), data, gt_data, str(work), str(self.records.folder),
+                           threads)
         work.mkdir(parents=True, exist_ok=True)
         self.records.folder.mkdir(parents=True, exist_ok=True)
 
@@ -86,7 +88,15 @@ class Study:
         s = self.settings
         archs = tuple(str(a.arch) for a in self.archs)
         jobs = [Job("fitness", sampler, archs=archs) for sampler in s.samplers]
+        jobs += [Job("fitness", sampler, epochs=epoch, archs=archs) for sampler in s.samplers
+                 for epoch in self.scored_epochs(sampler)]
         return jobs + [Job("fitness", s.samplers[0], variant=v, archs=archs) for v in VARIANTS if v and variants]
+
+    def scored_epochs(self, sampler: str) -> list[int]:
+        """The supernet checkpoints (epochs) before its last that every architecture is scored at."""
+        every = self.settings.score_every
+        last = supernet_epochs(self.settings, self.space, Job("supernet", sampler))[1]
+        return list(range(every, last, every)) if every else []
 
     def all_jobs(self) -> list[Job]:
         """Every job of the full study (trials, searches, finalize, tune), for its progress count."""

@@ -1,0 +1,93 @@
+"""The goals a study is judged by, one function per issue that set them: (goal, measured, met) rows. A statistic
+that is undefined meets no goal."""
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Callable
+
+from .stats import value
+
+Row = tuple[str, str, bool]
+
+
+def _num(stat) -> str:
+    """A statistic's value, or why it is undefined."""
+    return stat if isinstance(stat, str) else f"{stat[0]:.2f}"
+
+
+def _tau(ranking: dict, scope: str, name: str) -> float:
+    v = value(ranking[scope][name]["tau"])
+    return -2.0 if v is None else v
+
+
+def _best(ranking: dict, scope: str, names: tuple[str, ...]) -> str | None:
+    scored = [s for s in names if s in ranking.get(scope, {})]
+    return max(scored, key=lambda s: _tau(ranking, scope, s)) if scored else None
+
+
+def _ranker_rows(result: dict, a, across: float, margin: float) -> list[Row]:
+    """Across the space: the best sampler's tau >= `across` and >= MACs alone's + `margin`; inside the window:
+    above MACs alone's."""
+    rows, ranking = [], result["ranking"]
+    for scope in ("all", "window"):
+        if (name := _best(ranking, scope, a.samplers)) is None:
+            continue
+        entry, tau, macs = ranking[scope], _tau(ranking, scope, name), _tau(ranking, scope, "macs")
+        ceiling = f" (noise ceiling {_num(entry['ceiling']['ceiling'])})" if entry["ceiling"] else ""
+        if scope == "all":
+            text = f"across the space: supernet tau >= {across:g} and " + \
+                (f"at least MACs alone's + {margin:g}" if margin else "above MACs alone's")
+            met = tau >= across and (tau >= macs + margin if margin else tau > macs)
+        else:
+            text, met = "inside the window: supernet tau above MACs alone's", tau > macs
+        rows.append((f"{text} (best sampler: {name})", f"{_num(entry[name]['tau'])} against "
+                     f"{_num(entry['macs']['tau'])}{ceiling}", value(entry[name]["tau"]) is not None and met))
+    return rows
+
+
+def _self_row(result: dict, threshold: float) -> list[Row]:
+    entry = result["ranking"].get("all")
+    if not entry or not entry["self_tau"]:
+        return []
+    return [(f"ground truth reproduces itself: seed-against-seed tau >= {threshold:g} across the space",
+             _num(entry["self_tau"]), (value(entry["self_tau"]) or -2) >= threshold)]
+
+
+def issue9(result: dict, a) -> list[Row]:
+    rows = _self_row(result, 0.7) + _ranker_rows(result, a, 0.7, 0.0)
+    winners = result["winners"]
+    if set(winners) == {"evolution", "random"}:
+        evo, rnd = (statistics.fmean(winners[k]["seeds"]) for k in ("evolution", "random"))
+        rows.append(("evolution's retrained winner at least as good as random's", f"{evo:.2f} against {rnd:.2f}",
+                     evo >= rnd))
+    return rows
+
+
+def _seed_variance(result: dict) -> float | None:
+    """The pooled variance of one retraining's accuracy between seeds, over the ground truth's architectures."""
+    seeds = [r["seeds"] for r in result["rows"] if len(r["seeds"]) > 1]
+    return statistics.fmean(statistics.variance(s) for s in seeds) if seeds else None
+
+
+def issue19(result: dict, a) -> list[Row]:
+    """A settled ground truth, supernets that rank by it, and a search that beats the obvious models."""
+    rows = []
+    if (probe := result.get("schedule_probe")) and (tau := probe["tau"].get(f"{a.epochs} epochs, seed {a.seeds[0]}")):
+        rows.append((f"the schedule has settled: the order at {min(probe['epochs'], a.epochs)} epochs against "
+                     f"{max(probe['epochs'], a.epochs)}, tau >= 0.8", _num(tau), (value(tau) or -2) >= 0.8))
+    rows += _self_row(result, 0.75) + _ranker_rows(result, a, 0.6, 0.2)
+    delivered = result["after_search"]["retrains"].get("finalized")
+    s2 = _seed_variance(result)
+    others = {"random search's winner": result["winners"].get("random")}
+    others.update({f"the `{r['name']}` baseline": r for r in result["rows"] if r.get("name")})
+    for label, other in others.items():
+        if delivered and other and s2 is not None:
+            diff = statistics.fmean(delivered["seeds"]) - statistics.fmean(other["seeds"])
+            se = math.sqrt(s2 / len(delivered["seeds"]) + s2 / len(other["seeds"]))
+            rows.append((f"the delivered architecture (finalize's pick) beats {label} by more than twice the "
+                         "standard error of the difference", f"{diff:+.2f} points, SE {se:.2f}", diff > 2 * se))
+    return rows
+
+
+GOALS: dict[str, Callable[[dict, object], list[Row]]] = {"9": issue9, "19": issue19}
