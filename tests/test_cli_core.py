@@ -85,3 +85,11 @@ def test_console_script_reports_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "psvit_nas.cli", "space", "--config", str(tmp_path / "nope.yaml")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "file not found" in proc.stderr
+
+
+def test_version_names_the_installed_release(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"psvit-nas {version('psvit-nas')}"

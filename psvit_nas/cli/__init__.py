@@ -12,9 +12,19 @@ from .common import COMMANDS
 from .models import load_weights
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("psvit-nas")
+    except PackageNotFoundError:  # run from a source tree that was not installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="psvit-nas", description="Neural architecture search for PSViT "
                                      "vision transformers (FLOPs are multiply-accumulates, MACs).")
+    parser.add_argument("--version", action="version", version=f"psvit-nas {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (quickstart, space, train, models, search, retrain, study, deploy):
         group.add_parsers(sub)

@@ -75,7 +75,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    "inside an epoch; --resume continues from that step (default 0: at epoch ends only)")
     p.add_argument("--compile", action="store_true", help="torch.compile each cell (regional: a new path "
                    "reuses compiled cells)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    add_run_folder_args(p, "continue from OUT/last.pt")
+
+
+def add_run_folder_args(p: argparse.ArgumentParser, resume_help: str) -> None:
+    p.add_argument("--resume", action="store_true", help=resume_help)
+    p.add_argument("--force", action="store_true", help="start over in an OUT that holds a run (the old one is "
+                   "moved aside to OUT.old-<time>, never deleted)")
 
 
 def add_bn_batches_arg(p: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..io import move_aside
 from .common import COMMANDS, command
 
 SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "digits.yaml"
@@ -48,8 +49,9 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
         raise ConfigError(str(SPACE), None, "not found; quickstart runs from a source checkout (pip install -e .)")
     if (out / "supernet").exists():
         if not args.force:
-            raise ConfigError(str(out), None, "already holds a quickstart; add --force to start it again")
-        shutil.rmtree(out)
+            raise ConfigError(str(out), None, "already holds a quickstart; add --force to start it again (the old "
+                              "one is moved aside, not deleted)")
+        print(f"moved the earlier quickstart to {move_aside(out)}")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(SPACE, out / "space.yaml")
     space = SearchSpace.from_yaml(out / "space.yaml")

@@ -5,12 +5,13 @@ import argparse
 
 from ..errors import ConfigError
 from ..space import parse_budget
-from .common import add_bn_batches_arg, add_cache_args, cache_config, command
+from .common import add_bn_batches_arg, add_cache_args, add_run_folder_args, cache_config, command
 
 @command("evolve")
 def cmd_evolve(args: argparse.Namespace) -> None:
     from ..search import SearchConfig, evolve, fitness_set_for, load_supernet
 
+    from ..io import run_folder
     from ..latency import LatencyTable, parse_latency
 
     if not (args.flops or args.latency or (args.strategy == "nsga2" and args.latency_table)):
@@ -29,8 +30,9 @@ def cmd_evolve(args: argparse.Namespace) -> None:
     _, checkpoint = load_supernet(args.supernet)
     fitness = fitness_set_for(checkpoint, args.supernet, args.data, args.data_dir, args.search_val_size,
                               args.bn_batches)
-    evolve(args.supernet, cfg, fitness, args.out, backend=args.backend, ray_address=args.ray_address,
-           workers=args.ray_workers, resume=args.resume, cache=cache_config(args), latency=latency)
+    with run_folder(args.out, args.resume, args.force):
+        evolve(args.supernet, cfg, fitness, args.out, backend=args.backend, ray_address=args.ray_address,
+               workers=args.ray_workers, resume=args.resume, cache=cache_config(args), latency=latency)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -57,5 +59,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["local", "ray"], default="local")
     p.add_argument("--ray-address", default=None, help="Ray cluster address, e.g. auto (default: start locally)")
     p.add_argument("--ray-workers", type=int, default=None, help="Ray actors (default: GPUs, else CPUs)")
-    p.add_argument("--resume", action="store_true", help="continue the search saved in OUT")
+    add_run_folder_args(p, "continue the search saved in OUT")
     add_cache_args(p)

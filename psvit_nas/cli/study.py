@@ -41,7 +41,7 @@ def _settings(args: argparse.Namespace):
 
 @command("study")
 def cmd_study(args: argparse.Namespace) -> None:
-    from ..io import atomic_write_text
+    from ..io import atomic_write_text, run_folder
     from ..study import Study, analyse, trials_at_once, write_results
     from ..study.runner import default_cpus_per_trial
 
@@ -54,12 +54,13 @@ def cmd_study(args: argparse.Namespace) -> None:
     print(f"{len(jobs)} jobs, {todo} to run: about {study.estimate_minutes(at_once):.0f} minutes at "
           f"{settings.est_images_per_s:.0f} img/s per trial, {at_once} trials at once ({threads} CPU threads each)",
           flush=True)
-    if not args.report_only:
-        study.run()
-    result = analyse(study)
-    atomic_write_text(Path(settings.out) / "study.json", json.dumps(result, indent=1))
-    line = args.command_line or shlex.join(["psvit-nas", *(a for a in args.argv if a != "--report-only")])
-    write_results(Path(settings.results), result, study, line)
+    with run_folder(settings.out, resume=True):  # a study always continues its records; one writer at a time
+        if not args.report_only:
+            study.run()
+        result = analyse(study)
+        atomic_write_text(Path(settings.out) / "study.json", json.dumps(result, indent=1))
+        line = args.command_line or shlex.join(["psvit-nas", *(a for a in args.argv if a != "--report-only")])
+        write_results(Path(settings.results), result, study, line)
     print(f"wrote {settings.results} and {Path(settings.out) / 'study.json'}")
 
 

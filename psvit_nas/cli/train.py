@@ -38,10 +38,13 @@ def _train_config(args: argparse.Namespace, space: SearchSpace):
 
 def _fit(args: argparse.Namespace, model, space: SearchSpace, arch: Arch | None, holdout: int | None) -> None:
     """Train with the shared loop; `holdout` training images are kept out for the search (None: 10 %, <= 10k)."""
+    from ..io import run_folder
     from ..train import fit_on
 
-    fit_on(model, space, args.data, _train_config(args, space), args.out, arch=arch, holdout=holdout,
-           data_dir=args.data_dir, cache=cache_config(args), resume=args.resume, command=" ".join(sys.argv))
+    cfg = _train_config(args, space)
+    with run_folder(args.out, args.resume, args.force):
+        fit_on(model, space, args.data, cfg, args.out, arch=arch, holdout=holdout, data_dir=args.data_dir,
+               cache=cache_config(args), resume=args.resume, command=" ".join(sys.argv))
 
 
 @command("train-supernet")
@@ -82,7 +85,8 @@ def _apply_recipe(args: argparse.Namespace) -> None:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """This group's subcommands and their arguments."""
-    p = sub.add_parser("train-supernet", help="train a supernet by SPOS (one uniform path per step)")
+    p = sub.add_parser("train-supernet", help="train a supernet (SPOS: one uniform path per step, or the "
+                       "FairNAS, sandwich or FLOPs-prior samplers, --sampler)")
     p.add_argument("--config", required=True, help="search space YAML")
     add_train_args(p)
     p.add_argument("--flops-range", nargs=2, metavar=("MIN", "MAX"), help="sample only paths in this MACs range")

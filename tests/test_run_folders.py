@@ -1,0 +1,51 @@
+"""Run folders hold someone's hours of work: never overwritten without --force, never written by two processes."""
+import json
+
+import pytest
+
+from conftest import SPACES
+from psvit_nas.cli import main
+from psvit_nas.errors import ConfigError
+from psvit_nas.io import run_folder
+
+DIGITS = str(SPACES / "digits.yaml")
+
+
+def _train(out, *extra):
+    return main(["train-supernet", "--config", DIGITS, "--out", str(out), "--epochs", "1", "--batch-size", "256",
+                 "--val-archs", "1", "--workers", "0", *extra])
+
+
+def test_a_run_folder_is_refused_without_resume_or_force_and_force_moves_it_aside(tmp_path, capsys):
+    out = tmp_path / "sn"
+    assert _train(out) == 0
+    metrics = (out / "metrics.jsonl").read_text()
+    assert _train(out) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already holds a run" in err and "--resume" in err and "--force" in err
+    assert (out / "metrics.jsonl").read_text() == metrics  # untouched
+    assert _train(out, "--force") == 0
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("sn.old-")]
+    assert len(aside) == 1 and (aside[0] / "metrics.jsonl").read_text() == metrics  # moved, never deleted
+    assert _train(out, "--resume", "--epochs", "2") == 0
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_evolve_refuses_to_overwrite_a_finished_search(tmp_path, capsys):
+    assert _train(tmp_path / "sn") == 0
+    search = ["evolve", "--supernet", str(tmp_path / "sn" / "last.pt"), "--flops", "1.2M", "--population", "4",
+              "--generations", "1", "--topk", "2", "--out", str(tmp_path / "search")]
+    assert main(search) == 0
+    history = (tmp_path / "search" / "history.jsonl").read_text()
+    capsys.readouterr()
+    assert main(search) == 2 and "already holds a run" in capsys.readouterr().err
+    assert (tmp_path / "search" / "history.jsonl").read_text() == history
+
+
+def test_a_second_writer_is_refused_and_named_the_holder(tmp_path):
+    with run_folder(tmp_path / "run"):
+        with pytest.raises(ConfigError, match=r"is being written by PID \d+ on .* since "):
+            with run_folder(tmp_path / "run", resume=True):
+                pass
+    with run_folder(tmp_path / "run", resume=True):  # released when the holder ends
+        pass
