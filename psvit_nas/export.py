@@ -1,4 +1,5 @@
-"""Artifacts of a model: a state dict, an ONNX graph or a `torch.export` program (.pt2).
+"""Artifacts of a model: safetensors weights (the architecture spec and its metrics in the file's metadata;
+loading runs no code), a state dict, an ONNX graph or a `torch.export` program (.pt2).
 
 ONNX and .pt2 files hold the graph and the weights, with a dynamic batch dimension, and
 load without psvit-nas: `onnxruntime.InferenceSession(path)` or `torch.export.load(path).module()`.
@@ -6,6 +7,7 @@ Every file is written atomically; inputs are float32 images normalised as in tra
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -14,14 +16,15 @@ from .errors import ConfigError
 from .io import atomic_write
 from .model import PSViT
 
-FORMATS = ("state_dict", "onnx", "pt2")
-SUFFIXES = {".onnx": "onnx", ".pt2": "pt2"}
+FORMATS = ("safetensors", "state_dict", "onnx", "pt2")
+SUFFIXES = {".safetensors": "safetensors", ".onnx": "onnx", ".pt2": "pt2", ".pt": "state_dict", ".pth": "state_dict"}
 
 
 def format_for(path: str | Path, fmt: str | None = None) -> str:
-    """The format asked for, else the one the file name implies (.onnx, .pt2; anything else: state_dict)."""
+    """The format asked for, else the one the file name implies (.onnx, .pt2, .pt/.pth; anything else:
+    safetensors)."""
     if fmt is None:
-        return SUFFIXES.get(Path(path).suffix, "state_dict")
+        return SUFFIXES.get(Path(path).suffix, "safetensors")
     if fmt not in FORMATS:
         raise ConfigError(None, "--format", f"expected one of {list(FORMATS)}, got {fmt!r}")
     return fmt
@@ -46,7 +49,13 @@ def export_program(model: PSViT) -> torch.export.ExportedProgram:
 def save_artifact(model: PSViT, path: str | Path, fmt: str) -> None:
     """Write `model` to `path` as `fmt` (see FORMATS)."""
     model = model.float().cpu().eval()
-    if fmt == "state_dict":
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        metadata = {"format": "pt", "psvit_nas_spec": json.dumps(model.spec.to_dict())}
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
+    elif fmt == "state_dict":
         atomic_write(path, lambda tmp: torch.save(model.state_dict(), tmp))
     elif fmt == "pt2":
         program = export_program(model)
@@ -74,3 +83,15 @@ def _save_onnx(model: PSViT, path: str) -> None:
                                           "0.5"}.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.save_model(proto, path)
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """(weights, the architecture spec dict from the metadata, if any) of a .safetensors file."""
+    from safetensors import safe_open
+
+    tensors = {}
+    with safe_open(str(path), framework="pt") as f:
+        spec = (f.metadata() or {}).get("psvit_nas_spec")
+        for key in f.keys():
+            tensors[key] = f.get_tensor(key)
+    return tensors, json.loads(spec) if spec else None

@@ -81,7 +81,21 @@ def run_folder(out: str | Path, resume: bool = False, force: bool = False) -> It
             raise ConfigError(str(out), None, "already holds a run; add --resume to continue it, or --force to "
                               "start over (the old run is moved aside, not deleted)")
         move_aside(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        with _locked(out):
+            yield out
+    except BaseException:
+        if created and [p.name for p in out.iterdir()] == [".lock"]:  # bad input: leave nothing behind
+            (out / ".lock").unlink()
+            out.rmdir()
+        raise
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """An exclusive OS lock on OUT/.lock for the block, which records its holder."""
     with open(out / ".lock", "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -94,4 +108,4 @@ def run_folder(out: str | Path, resume: bool = False, force: bool = False) -> It
         lock.truncate()
         lock.write(f"PID {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         lock.flush()
-        yield out
+        yield

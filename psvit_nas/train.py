@@ -15,7 +15,9 @@ import hashlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +43,46 @@ from .space import Arch, SearchSpace
 
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN or infinite loss."""
+
+
+class Preempted(RuntimeError):
+    """SIGTERM or SIGINT ended training after the current step, which was checkpointed; `code` is the exit
+    status a shell gives that signal (143, 130)."""
+
+    def __init__(self, signum: int, checkpoint: Path, step: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}, checkpointed in {checkpoint}; "
+                         "add --resume to continue exactly")
+        self.code = 128 + signum
+
+
+class _Signals:
+    """SIGTERM and SIGINT, noted instead of killing the process, for the `with` block (main thread only:
+    elsewhere, e.g. in a Ray Tune trial's thread, signals keep their handlers)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_Signals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self.previous[signum] = signal.signal(signum, self._note)
+        return self
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def agreed(self, env: "Dist") -> int | None:
+        """The signal any rank received (every rank stops at the same step)."""
+        if env.world == 1:
+            return self.signum
+        flag = torch.tensor([self.signum or 0], device=env.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item()) or None
 
 
 @dataclass
@@ -239,77 +281,83 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
                 "ema": ema.state_dict() if ema is not None else None, "path_digest": path_digest,
                 "config": asdict(cfg), "run": run_config or {}, "metrics": metrics}
 
-    for epoch in range(done // steps_per_epoch, cfg.epochs):
-        first = max(0, done - epoch * steps_per_epoch)  # inside the epoch a checkpoint was written in
-        loss_sum, seen, elapsed = running if first else (0.0, 0, 0.0)
-        model.train()
-        start = time.perf_counter() - elapsed
-        bar = tqdm(loader.epoch(epoch, first), total=steps_per_epoch, initial=first,
-                   desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not (env.main and sys.stderr.isatty()), dynamic_ncols=True)
-        for i, (x, y) in enumerate(bar, first):
-            step = epoch * steps_per_epoch + i
-            paths = sampler(step) if sampler else [None]
+    with _Signals() as signals:  # SIGTERM / SIGINT: stop after the current step, checkpointed
+        for epoch in range(done // steps_per_epoch, cfg.epochs):
+            first = max(0, done - epoch * steps_per_epoch)  # inside the epoch a checkpoint was written in
+            loss_sum, seen, elapsed = running if first else (0.0, 0, 0.0)
+            model.train()
+            start = time.perf_counter() - elapsed
+            bar = tqdm(loader.epoch(epoch, first), total=steps_per_epoch, initial=first,
+                       desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                       disable=not (env.main and sys.stderr.isatty()), dynamic_ncols=True)
+            for i, (x, y) in enumerate(bar, first):
+                step = epoch * steps_per_epoch + i
+                paths = sampler(step) if sampler else [None]
+                if supernet:
+                    path_digest = _digest(" ".join(map(str, paths)), path_digest)
+                optimizer.zero_grad(set_to_none=True)  # SPOS: off-path weights keep grad None, so AdamW skips them
+                soft, losses = None, []
+                for j, path in enumerate(paths):  # several paths: gradients accumulate, one update, one all-reduce
+                    accumulate = net.no_sync() if env.world > 1 and j < len(paths) - 1 else contextlib.nullcontext()
+                    with accumulate:
+                        with torch.autocast(device_type=env.device.type, dtype=torch.bfloat16, enabled=amp):
+                            logits = forward(net, x, path)
+                        loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
+                        if soft is not None:  # a student: in-place distillation, anchored on the labels
+                            loss = torch.lerp(loss, F.cross_entropy(logits.float(), soft), cfg.distill_weight)
+                        losses.append(loss.item())  # the pass's one host-device sync
+                        if not math.isfinite(losses[-1]):
+                            saved = f"last good checkpoint: {out / 'last.pt'}" if (out / "last.pt").is_file() \
+                                else "no checkpoint was written before it"
+                            raise NonFiniteLoss(f"non-finite loss ({losses[-1]}) at step {step} (epoch {epoch + 1}) on "
+                                                f"path {path or arch}; {saved}")
+                        (loss / len(paths)).backward()
+                    if j == 0 and sampler is not None and sampler.distill:  # in-place distillation targets
+                        soft = logits.detach().float().softmax(-1)
+                loss_value = sum(losses) / len(losses)
+                if cfg.clip_grad:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                optimizer.step()
+                scheduler.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+                loss_sum += loss_value * len(x)
+                seen += len(x)
+                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                                img_s=f"{seen * env.world / (time.perf_counter() - start):.0f}")
+                every = cfg.checkpoint_every_steps
+                stop = signals.agreed(env)
+                if (stop or every and (step + 1) % every == 0) and i + 1 < steps_per_epoch and env.main:
+                    save_checkpoint(out / "last.pt", state_dict(step + 1, (loss_sum, seen, time.perf_counter() - start),
+                                                                last))
+                if stop and i + 1 < steps_per_epoch:  # at an epoch's end, the epoch's checkpoint comes first
+                    raise Preempted(stop, out / "last.pt", step + 1)
+            elapsed = time.perf_counter() - start
+            scored = ema.module if ema is not None else model
+            val = _validate(scored, val_batches, val_archs, env, amp)
+            last = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "train_loss": loss_sum / seen,
+                    "lr": scheduler.get_last_lr()[0], "images_per_s": seen * env.world / elapsed, **val}
+            gathered = env.gather((path_digest, _weights_digest(model)))
             if supernet:
-                path_digest = _digest(" ".join(map(str, paths)), path_digest)
-            optimizer.zero_grad(set_to_none=True)  # SPOS: off-path weights keep grad None, so AdamW skips them
-            soft, losses = None, []
-            for j, path in enumerate(paths):  # several paths: gradients accumulate, one update, one all-reduce
-                accumulate = net.no_sync() if env.world > 1 and j < len(paths) - 1 else contextlib.nullcontext()
-                with accumulate:
-                    with torch.autocast(device_type=env.device.type, dtype=torch.bfloat16, enabled=amp):
-                        logits = forward(net, x, path)
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
-                    if soft is not None:  # a student: in-place distillation, anchored on the labels
-                        loss = torch.lerp(loss, F.cross_entropy(logits.float(), soft), cfg.distill_weight)
-                    losses.append(loss.item())  # the pass's one host-device sync
-                    if not math.isfinite(losses[-1]):
-                        saved = f"last good checkpoint: {out / 'last.pt'}" if (out / "last.pt").is_file() \
-                            else "no checkpoint was written before it"
-                        raise NonFiniteLoss(f"non-finite loss ({losses[-1]}) at step {step} (epoch {epoch + 1}) on "
-                                            f"path {path or arch}; {saved}")
-                    (loss / len(paths)).backward()
-                if j == 0 and sampler is not None and sampler.distill:  # in-place distillation targets
-                    soft = logits.detach().float().softmax(-1)
-            loss_value = sum(losses) / len(losses)
-            if cfg.clip_grad:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            loss_sum += loss_value * len(x)
-            seen += len(x)
-            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
-                            img_s=f"{seen * env.world / (time.perf_counter() - start):.0f}")
-            every = cfg.checkpoint_every_steps
-            if every and (step + 1) % every == 0 and i + 1 < steps_per_epoch and env.main:
-                save_checkpoint(out / "last.pt", state_dict(step + 1, (loss_sum, seen, time.perf_counter() - start),
-                                                            last))
-        elapsed = time.perf_counter() - start
-        scored = ema.module if ema is not None else model
-        val = _validate(scored, val_batches, val_archs, env, amp)
-        last = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "train_loss": loss_sum / seen,
-                "lr": scheduler.get_last_lr()[0], "images_per_s": seen * env.world / elapsed, **val}
-        gathered = env.gather((path_digest, _weights_digest(model)))
-        if supernet:
-            last["path_digests"] = [g[0] for g in gathered]
-        last["weight_digests"] = [g[1] for g in gathered]
-        if env.main:
-            state = state_dict(last["step"], (0.0, 0, 0.0), last)
-            with open(out / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(last) + "\n")
-            save_checkpoint(out / "last.pt", state)
-            if cfg.save_every and (epoch + 1) % cfg.save_every == 0:
-                save_checkpoint(out / f"epoch{epoch + 1}.pt", state)
-            if writer is not None:
-                for key in ("train_loss", "lr", "images_per_s", "val_top1", "val_top5", "val_loss"):
-                    writer.add_scalar(key, last[key], last["step"])
-            print(f"epoch {epoch + 1}/{cfg.epochs}: loss {last['train_loss']:.4f}  val top-1 "
-                  f"{last['val_top1']:.2f}%  top-5 {last['val_top5']:.2f}%  {last['images_per_s']:.0f} img/s",
-                  flush=True)
-            if on_epoch is not None:
-                on_epoch(last)
+                last["path_digests"] = [g[0] for g in gathered]
+            last["weight_digests"] = [g[1] for g in gathered]
+            if env.main:
+                state = state_dict(last["step"], (0.0, 0, 0.0), last)
+                with open(out / "metrics.jsonl", "a") as fh:
+                    fh.write(json.dumps(last) + "\n")
+                save_checkpoint(out / "last.pt", state)
+                if cfg.save_every and (epoch + 1) % cfg.save_every == 0:
+                    save_checkpoint(out / f"epoch{epoch + 1}.pt", state)
+                if writer is not None:
+                    for key in ("train_loss", "lr", "images_per_s", "val_top1", "val_top5", "val_loss"):
+                        writer.add_scalar(key, last[key], last["step"])
+                print(f"epoch {epoch + 1}/{cfg.epochs}: loss {last['train_loss']:.4f}  val top-1 "
+                      f"{last['val_top1']:.2f}%  top-5 {last['val_top5']:.2f}%  {last['images_per_s']:.0f} img/s",
+                      flush=True)
+                if on_epoch is not None:
+                    on_epoch(last)
+            if (stop := signals.agreed(env)) and epoch + 1 < cfg.epochs:
+                raise Preempted(stop, out / "last.pt", last["step"])
     if writer is not None:
         writer.close()
     return last

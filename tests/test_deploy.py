@@ -182,3 +182,25 @@ def test_export_command_formats_and_bench(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "per batch of 4" in lines[0] and "images/s" in lines[0] and "predicted by" in lines[1]
     assert "ONNX Runtime" in lines[2]
+
+
+def test_safetensors_export_carries_its_spec_and_loads_back_without_pickle(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from psvit_nas import ArchSpec
+    from psvit_nas.export import read_safetensors
+
+    spec_path = tmp_path / "arch.yaml"
+    DIGITS.spec(EVERY_CHOICE).to_yaml(spec_path)
+    model = PSViT.from_spec(DIGITS.spec(EVERY_CHOICE)).eval()
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    assert main(["export", "--arch", str(spec_path), "--weights", str(tmp_path / "w.pt"), "--out",
+                 str(tmp_path / "m.safetensors")]) == 0
+    assert "(safetensors)" in capsys.readouterr().out
+    plain = load_file(tmp_path / "m.safetensors")  # any safetensors reader, no psvit-nas
+    assert all(torch.equal(plain[k], v) for k, v in model.state_dict().items())
+    _, spec = read_safetensors(tmp_path / "m.safetensors")
+    assert ArchSpec.from_dict(spec).arch == EVERY_CHOICE
+    assert main(["eval", "--arch", str(spec_path), "--weights", str(tmp_path / "m.safetensors"), "--data",
+                 "digits"]) == 0
+    assert "top-1" in capsys.readouterr().out

@@ -49,3 +49,10 @@ def test_a_second_writer_is_refused_and_named_the_holder(tmp_path):
                 pass
     with run_folder(tmp_path / "run", resume=True):  # released when the holder ends
         pass
+
+
+def test_bad_input_leaves_no_run_folder_behind(tmp_path, capsys):
+    assert _train(tmp_path / "sn") == 0
+    out = tmp_path / "search"
+    assert main(["evolve", "--supernet", str(tmp_path / "sn" / "last.pt"), "--flops", "10K", "--out", str(out)]) == 2
+    assert "--flops" in capsys.readouterr().err and not out.exists()

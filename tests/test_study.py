@@ -307,3 +307,32 @@ def test_supernet_checkpoints_are_scored_as_they_are_and_never_trained_further(t
     evaluator = Evaluator(net, *fitness_set_for(state, "epoch1.pt", None, None, None, 10).load(study.space))
     scores = study.records.get(jobs[1])
     assert all(scores[str(a.arch)]["top1"] == evaluator.metrics(a.arch)["top1"] for a in study.archs)
+
+
+def test_tau_against_supernet_epochs_is_reported_from_each_checkpoint(tmp_path):
+    """Fitness records at supernet epochs 5 and 10 and at the last (15): a ranking that sharpens with training."""
+    from dataclasses import replace
+
+    from psvit_nas.study import Study, analyse, write_results
+    from psvit_nas.study.jobs import Job
+
+    study = Study(replace(_synthetic_study(tmp_path).settings, score_every=5, probe_archs=0))
+    assert study.scored_epochs("uniform") == [5, 10]
+    truth = {}
+    for i, a in enumerate(study.archs):
+        truth[str(a.arch)] = float(i)
+        for seed in (0, 1):
+            study.records.put(study.retrain(a.name, seed, a.arch), {"arch": str(a.arch), "seed": seed,
+                                                                    "val_top1": 20.0 + i + seed, "val_loss": 1.0})
+    noise = np.random.default_rng(0).normal(size=len(truth))
+    for epoch, scale in ((5, 10.0), (10, 1.0), (None, 0.0)):
+        study.records.put(Job("fitness", "uniform", epochs=epoch), {
+            arch: {"top1": t + scale * n, "loss": 1.0} for (arch, t), n in zip(truth.items(), noise)})
+    result = analyse(study)
+    points = result["supernet_progress"]["uniform"]
+    assert [p["epoch"] for p in points] == [5, 10, 15]
+    assert points[-1]["all"][0] == pytest.approx(1.0) and points[0]["all"][0] < points[-1]["all"][0]
+    write_results(tmp_path / "results.md", result, study, "psvit-nas study ...")
+    text = (tmp_path / "results.md").read_text()
+    assert "## The supernets' ranking as they train" in text and "| uniform | 15 | 1.00 [1.00, 1.00] |" in text
+    assert (tmp_path / "results-supernet.png").stat().st_size > 0

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    from ..train import NonFiniteLoss
+    from ..train import NonFiniteLoss, Preempted
     from ..tune.trials import TrialsFailed
 
     try:
@@ -42,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"psvit-nas {args.command}: error: {err.one_line()}", file=sys.stderr)
         return 2
+    except Preempted as err:  # SIGTERM (Slurm, Kubernetes, spot instances) or Ctrl-C: checkpointed
+        print(f"psvit-nas {args.command}: {err}", file=sys.stderr)
+        return err.code
     except (NonFiniteLoss, TrialsFailed) as err:
         print(f"psvit-nas {args.command}: error: {err}", file=sys.stderr)
         return 1

@@ -49,7 +49,9 @@ def cmd_export(args: argparse.Namespace) -> None:
     model = inherited_or_standalone(args, spec)
     save_artifact(model, args.out, fmt)
     cost = count_cost(spec)
-    load = {"state_dict": "PSViT.from_spec(ArchSpec.from_yaml(spec)).load_state_dict(torch.load(path))",
+    load = {"safetensors": "psvit-nas eval --weights path, or safetensors.torch.load_file(path) (the spec is in "
+                           "its metadata)",
+            "state_dict": "PSViT.from_spec(ArchSpec.from_yaml(spec)).load_state_dict(torch.load(path))",
             "onnx": "onnxruntime.InferenceSession(path) (no psvit-nas needed)",
             "pt2": "torch.export.load(path).module() (no psvit-nas needed)"}[fmt]
     print(f"wrote {args.out} ({fmt}): {spec.arch} ({format_macs(cost.macs)} MACs, {format_params(cost.params)} "
@@ -114,20 +116,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "prediction's error (0: skip)")
     p.add_argument("--repeats", type=int, default=15, help="timed runs per measurement (median)")
     p.add_argument("--seed", type=int, default=0)
-    p = sub.add_parser("export", help="a standalone model: state dict (.pt), ONNX (.onnx) or torch.export (.pt2)")
+    p = sub.add_parser("export", help="a standalone model: safetensors weights with the spec in their metadata "
+                       "(.safetensors), a state dict (.pt), ONNX (.onnx) or torch.export (.pt2)")
     p.add_argument("--arch", required=True, help="architecture spec (best.yaml)")
     p.add_argument("--supernet", help="train-supernet checkpoint: export the spec's path with inherited weights")
-    p.add_argument("--weights", help="or a model.pt / train checkpoint of the spec (a retrained model)")
-    p.add_argument("--out", required=True, help="file to write: model.pt, model.onnx or model.pt2")
-    p.add_argument("--format", choices=["state_dict", "onnx", "pt2"], default=None,
-                   help="default: from --out's suffix (.onnx, .pt2; otherwise state_dict)")
+    p.add_argument("--weights", help="or a .safetensors / .pt / train checkpoint of the spec (a retrained model)")
+    p.add_argument("--out", required=True, help="file to write: model.safetensors, model.pt, model.onnx or "
+                   "model.pt2")
+    p.add_argument("--format", choices=["safetensors", "state_dict", "onnx", "pt2"], default=None,
+                   help="default: from --out's suffix (.onnx, .pt2, .pt; otherwise safetensors)")
     p.add_argument("--data", default=None, help="dataset for BatchNorm recalibration (default: the supernet's)")
     p.add_argument("--data-dir", default=None)
     add_bn_batches_arg(p)
     add_cache_args(p)
     p = sub.add_parser("bench", help="images/s and latency of an architecture on this machine")
     p.add_argument("--arch", required=True, help="architecture spec YAML")
-    p.add_argument("--weights", help="model.pt or checkpoint (default: fresh weights; timing does not depend on them)")
+    p.add_argument("--weights", help="model.safetensors, model.pt or a checkpoint (default: fresh weights; timing "
+                   "does not depend on them)")
     p.add_argument("--onnx", help="time this ONNX file with ONNX Runtime instead of PyTorch")
     p.add_argument("--device", default="cpu", help="cpu | cuda (PyTorch only)")
     p.add_argument("--batch-size", type=int, default=1)

@@ -10,15 +10,18 @@ from ..space import ArchSpec
 from .common import add_bn_batches_arg, add_data_args, cache_config, command, loader_workers
 
 def load_weights(path: str, spec: ArchSpec):
-    """A PSViT for `spec` with the weights of an exported model.pt or a standalone training checkpoint."""
+    """A PSViT for `spec` with the weights of an exported .safetensors or .pt file, or a standalone training
+    checkpoint."""
     import torch
 
+    from ..export import read_safetensors
     from ..model import PSViT
     from ..train import load_checkpoint
 
     model = PSViT.from_spec(spec)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_safetensors(path)[0] if path.endswith(".safetensors") else \
+            torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ConfigError(path, None, "weights file not found") from None
     except Exception as err:
@@ -117,7 +120,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     """This group's subcommands and their arguments."""
     p = sub.add_parser("eval", help="top-1, top-5, loss and images/s on the validation split")
     p.add_argument("--arch", required=True, help="architecture spec YAML")
-    p.add_argument("--weights", help="model.pt from export, or a train checkpoint")
+    p.add_argument("--weights", help="model.safetensors or model.pt from export, or a train checkpoint")
     p.add_argument("--supernet", help="a train-supernet checkpoint; the spec's path is evaluated")
     add_data_args(p)
     p.add_argument("--split", choices=["val", "search"], default="val",
@@ -127,7 +130,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p = sub.add_parser("analyze", help="attention-map similarity between layers and heads (DeepViT's metric)")
     p.add_argument("--arch", required=True, help="architecture spec YAML")
-    p.add_argument("--weights", help="model.pt from export, or a train checkpoint")
+    p.add_argument("--weights", help="model.safetensors or model.pt from export, or a train checkpoint")
     p.add_argument("--supernet", help="a train-supernet checkpoint; the spec's path is analysed")
     add_data_args(p)
     p.add_argument("--out", default=".", help="folder for attention_similarity.png/.json")
