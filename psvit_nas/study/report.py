@@ -91,6 +91,8 @@ def write_results(path: Path, result: dict, study, command: str) -> None:
     lines += ["## Architectures", "", "| group | MACs | params | " + " | ".join(f"fitness {s}" for s in a.samplers)
               + " | " + " | ".join(f"seed {s}" for s in result["seeds"]) + " | arch |",
               "|---|---:|---:|" + "---:|" * (len(a.samplers) + len(result["seeds"])) + "---|"]
+    if not result["rows"]:
+        lines.append(f"| no architecture has all {len(result['seeds'])} seeds retrained yet |")
     for r in sorted(result["rows"], key=lambda r: r["macs"]):
         fits = " | ".join(f"{r[f'fitness_{s}']:.2f}" if f"fitness_{s}" in r else "" for s in a.samplers)
         lines.append(f"| {r['group']} | {format_macs(r['macs'])} | {r['params'] / 1e6:.3f}M | {fits} | "

@@ -145,11 +145,14 @@ def supernet_progress(study, rows: list[dict]) -> dict[str, list[dict]]:
         last = supernet_epochs(study.settings, study.space, Job("supernet", sampler))[1]
         points = []
         for epoch in [*epochs, last]:
-            scores = study.records.get(Job("fitness", sampler, epochs=epoch if epoch != last else None)) or {}
+            scores = study.records.get(Job("fitness", sampler, epochs=epoch if epoch != last else None))
+            if not scores:
+                continue
             point = {"epoch": epoch}
             for scope in ("all", "window"):
                 part = [r for r in rows if (scope == "all" or r["group"] == "window") and r["arch"] in scores]
                 point[scope] = interval([scores[r["arch"]]["top1"] for r in part], [r["mean"] for r in part], kendall)
             points.append(point)
-        out[sampler] = points
+        if points:
+            out[sampler] = points
     return out
