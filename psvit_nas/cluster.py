@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 def start_ray(address: str | None = None) -> bool:
@@ -23,13 +23,21 @@ def start_ray(address: str | None = None) -> bool:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None) -> Iterator[None]:
-    """Ray for the length of a `with` block; shut down after it if this block started it."""
+def ray_session(address: str | None = None, lazy: bool = False) -> Iterator[Callable[[], None]]:
+    """Ray for the length of a `with` block, shut down after it if this block started it. With `lazy`, Ray
+    starts only when the function the block receives is first called (nothing to run: no start-up cost)."""
     import ray
 
-    started = start_ray(address)
+    started = False
+
+    def need() -> None:
+        nonlocal started
+        started = start_ray(address) or started
+
+    if not lazy:
+        need()
     try:
-        yield
+        yield need
     finally:
         if started:
             ray.shutdown()

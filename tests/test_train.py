@@ -203,37 +203,45 @@ def test_a_run_diverging_before_its_first_checkpoint_does_not_name_one(tmp_path,
     assert "no checkpoint was written" in err and not (tmp_path / "r" / "last.pt").exists()
 
 
+PREEMPT_ARGS = ["train-supernet", "--config", DIGITS, "--epochs", "3", "--batch-size", "64", "--val-archs", "1",
+                "--workers", "0"]
+
+
+def _cli(*argv):
+    return [sys.executable, "-W", "ignore", "-m", "psvit_nas.cli", *PREEMPT_ARGS, *argv]
+
+
+def _final_digest(out):
+    return json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["weight_digests"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("preempt") / "full"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(_cli("--out", str(out)), check=True, capture_output=True, env=env, cwd=ROOT)
+    return _final_digest(out)
+
+
 @pytest.mark.parametrize("signum, code", [(15, 143), (2, 130)])  # SIGTERM, SIGINT
-def test_a_signal_stops_training_with_a_checkpoint_and_resume_is_exact(tmp_path, signum, code):
+def test_a_signal_stops_training_with_a_checkpoint_and_resume_is_exact(tmp_path, uninterrupted, signum, code):
     """Preemption: the step in flight finishes, is checkpointed, the run exits 143 / 130 with one line, and
     --resume ends with the weights of an uninterrupted run (invariant 7)."""
     import time
 
-    args = ["train-supernet", "--config", DIGITS, "--epochs", "3", "--batch-size", "64", "--val-archs", "1",
-            "--workers", "0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    full, part = tmp_path / "full", tmp_path / "part"
-    for out in (full, part):
-        proc = subprocess.Popen([sys.executable, "-W", "ignore", "-m", "psvit_nas.cli", *args, "--out", str(out)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-        if out == part:
-            metrics = out / "metrics.jsonl"
-            while proc.poll() is None and not (metrics.is_file() and metrics.read_text().strip()):
-                time.sleep(0.05)
-            time.sleep(0.3)  # inside the second epoch
-            proc.send_signal(signum)
-        err = proc.communicate(timeout=300)[1].strip()
-        if out == part:
-            assert proc.returncode == code, err
-            assert "after step" in err.splitlines()[-1] and "--resume" in err.splitlines()[-1]
-            assert torch.load(out / "last.pt", weights_only=True)["epoch"] < 2
-            resumed = subprocess.run([sys.executable, "-W", "ignore", "-m", "psvit_nas.cli", *args, "--out",
-                                      str(out), "--resume"], capture_output=True, text=True, env=env, cwd=ROOT)
-            assert resumed.returncode == 0, resumed.stderr[-2000:]
-        else:
-            assert proc.returncode == 0, err
-
-    def digest(out):
-        return json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["weight_digests"]
-
-    assert digest(part) == digest(full)
+    out = tmp_path / "part"
+    proc = subprocess.Popen(_cli("--out", str(out)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=ROOT)
+    metrics = out / "metrics.jsonl"
+    while proc.poll() is None and not (metrics.is_file() and metrics.read_text().strip()):
+        time.sleep(0.05)
+    time.sleep(0.3)  # inside the second epoch
+    proc.send_signal(signum)
+    err = proc.communicate(timeout=300)[1].strip()
+    assert proc.returncode == code, err
+    assert "after step" in err.splitlines()[-1] and "--resume" in err.splitlines()[-1]
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] < 2
+    resumed = subprocess.run(_cli("--out", str(out), "--resume"), capture_output=True, text=True, env=env, cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _final_digest(out) == uninterrupted

@@ -26,6 +26,10 @@ from .records import Records
 from .runner import run_trials
 from .settings import StudySettings
 
+def _no_ray() -> None:
+    """Outside `run`, trials start Ray themselves."""
+
+
 STAGES = ("fitness", "retrain", "search", "after-search", "variants", "probe")
 AFTER_SEARCH = ("top1", "finalized", "tuned")
 
@@ -46,6 +50,7 @@ class Study:
         spread = [a for a in self.archs if a.group == "spread"]
         self.probe = probe_archs(spread, s.probe_archs) if s.probe_epochs != s.epochs else []
         self.ray_address = ray_address
+        self.need_ray = _no_ray  # inside `run`: starts Ray the first time a stage has jobs
         work = Path(s.work).resolve()
         data = class_subset(str(Path(s.data).resolve()) if Path(s.data).exists() else s.data, s.classes,
                             work / f"data-{s.classes}classes")
@@ -130,21 +135,25 @@ class Study:
         training = self.supernets_needed(fitness, searches)
         training += (self.ground_truth_jobs() if "retrain" in stages else []) + \
             (self.probe_jobs() if "probe" in stages else [])
-        with ray_session(self.ray_address):  # one Ray for every stage (finalize and tune included)
-            self.trials(training)
-            self.trials(fitness)
-            if searches:
-                winners = [self.retrain(f"winner-{j.name}", seed, self.search(j)) for j in searches
-                           for seed in s.seeds]
-                self.trials(winners)
-            if "after-search" in stages:
-                self.trials(self.after_search())
+        with ray_session(self.ray_address, lazy=True) as self.need_ray:  # one Ray for every stage, if any
+            try:
+                self.trials(training)
+                self.trials(fitness)
+                if searches:
+                    winners = [self.retrain(f"winner-{j.name}", seed, self.search(j)) for j in searches
+                               for seed in s.seeds]
+                    self.trials(winners)
+                if "after-search" in stages:
+                    self.trials(self.after_search())
+            finally:
+                self.need_ray = _no_ray
         self.fill_in()
 
     def trials(self, jobs: list[Job]) -> None:
         todo = [j for j in jobs if self.pending(j)]
         if not todo:
             return
+        self.need_ray()
         start, done = time.time(), []
 
         def on_done(job: Job) -> None:
@@ -190,6 +199,7 @@ class Study:
 
         if (record := self.records.get(job)) is not None:
             return record
+        self.need_ray()
         s, work = self.settings, Path(self.setup.work)
         folder = work / job.key
         setup = {"epochs": s.epochs, "seed": 0, "threads": self.setup.threads, "grace_epochs": 0,
