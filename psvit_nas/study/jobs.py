@@ -7,6 +7,7 @@ leaves its record (see `records.Records`).
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -113,15 +114,13 @@ def run_job(setup: Setup, job: Job) -> dict[str, Any]:
     if job.kind not in runners:
         raise ValueError(f"{job.key} is not a trial job")
     start = time.time()
-    record = runners[job.kind](setup, job)
-    if job.kind != "fitness":
-        record["minutes"] = (time.time() - start) / 60
-        record.update(record.pop("after", {}))
-    Records(setup.records).put(job, record)
-    return record
+    record, extra = runners[job.kind](setup, job)
+    if job.kind != "fitness":  # minutes sit between what was trained and what was measured after it
+        record = {**record, "minutes": (time.time() - start) / 60, **extra}
+    return Records(setup.records).put(job, record)
 
 
-def _retrain(setup: Setup, job: Job) -> dict[str, Any]:
+def _retrain(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
     from ..model import PSViT
     from ..train import fit_on
     from ..tune import load_recipe
@@ -139,11 +138,11 @@ def _retrain(setup: Setup, job: Job) -> dict[str, Any]:
     last = fit_on(model, space, setup.gt_data, cfg, folder, arch=spec.arch, resume=(folder / "last.pt").is_file(),
                   command=f"psvit-nas study: {job.key}")
     hits = correct(model.eval(), ground_truth_batches(setup))
-    return {"arch": job.arch, "seed": job.seed, "val_top1": last["val_top1"], "val_loss": last["val_loss"],
-            "after": {"val_correct": hits, "curve": learning_curve(folder)}}
+    return ({"arch": job.arch, "seed": job.seed, "val_top1": last["val_top1"], "val_loss": last["val_loss"]},
+            {"val_correct": hits, "curve": learning_curve(folder)})
 
 
-def _train_supernet(setup: Setup, job: Job) -> dict[str, Any]:
+def _train_supernet(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
     from ..data import Augment
     from ..supernet import Supernet
     from ..train import TrainConfig, fit_on
@@ -158,7 +157,7 @@ def _train_supernet(setup: Setup, job: Job) -> dict[str, Any]:
     fit_on(Supernet(space), space, setup.data, cfg, folder, holdout=s.holdout,
            resume=(folder / "last.pt").is_file(), command=f"psvit-nas study: {job.key}")
     extra = {"distill_weight": s.distill_weight} if job.name == "sandwich" else {}
-    return {"epochs": epochs, "paths_per_step": paths, "after": extra}
+    return {"epochs": epochs, "paths_per_step": paths}, extra
 
 
 def supernet_epochs(settings: StudySettings, space: SearchSpace, job: Job) -> tuple[int, int]:
@@ -169,7 +168,7 @@ def supernet_epochs(settings: StudySettings, space: SearchSpace, job: Job) -> tu
     return paths, max(1, round(settings.supernet_epochs * job.scale / paths))
 
 
-def _score(setup: Setup, job: Job) -> dict[str, Any]:
+def _score(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
     """Top-1 and loss of the job's architectures with inherited weights on the supernet's held-out images."""
     from ..search import Evaluator, fitness_set_for, load_supernet
 
@@ -186,7 +185,7 @@ def _score(setup: Setup, job: Job) -> dict[str, Any]:
         for arch in missing:
             m = evaluator.metrics(Arch.parse(arch))
             record[arch] = {"top1": m["top1"], "loss": m["loss"]}
-    return record
+    return record, {}
 
 
 def ground_truth_batches(setup: Setup) -> EvalBatches:
@@ -219,7 +218,5 @@ def checkpoint_hits(setup: Setup, job: Job, batches: EvalBatches) -> str | None:
 
 def learning_curve(folder: Path) -> list[float]:
     """Validation top-1 after each epoch of a run folder."""
-    import json
-
     path = folder / "metrics.jsonl"
     return [json.loads(line)["val_top1"] for line in path.read_text().splitlines()] if path.is_file() else []
