@@ -140,7 +140,8 @@ assert not any(m.startswith("psvit_nas") for m in sys.modules)
 """
 
 
-@pytest.mark.parametrize("space,arch", [(DIGITS, EVERY_CHOICE), (ONE_D, Arch((("share", "reattn"), ("lsla", "layer"))))])
+@pytest.mark.parametrize("space,arch", [(DIGITS, EVERY_CHOICE),
+                                        (ONE_D, Arch((("share", "reattn"), ("lsla", "layer"))))])
 def test_onnx_and_pt2_give_the_model_logits_without_psvit_nas(tmp_path, space, arch):
     """DESIGN.md invariant 8, for every cell choice, 2-D and 1-D pooling, at a batch size not exported with."""
     model = PSViT.from_spec(space.spec(arch)).eval()

@@ -48,10 +48,11 @@ def cmd_study(args: argparse.Namespace) -> None:
     settings = _settings(args)
     threads = args.cpus_per_trial or default_cpus_per_trial()
     study = Study(settings, threads, args.ray_address)
-    jobs = study.all_jobs()
-    todo = sum(j not in study.records for j in jobs)
+    jobs, planned = study.all_jobs(), study.planned()
+    todo = sum(j not in study.records for j in planned)
+    stages = "" if len(planned) == len(jobs) else f" in stages {', '.join(settings.stages)}"
     at_once = trials_at_once(threads)
-    print(f"{len(jobs)} jobs, {todo} to run: about {study.estimate_minutes(at_once):.0f} minutes at "
+    print(f"{len(jobs)} jobs, {todo} to run{stages}: about {study.estimate_minutes(at_once):.0f} minutes at "
           f"{settings.est_images_per_s:.0f} img/s per trial, {at_once} trials at once ({threads} CPU threads each)",
           flush=True)
     with run_folder(settings.out, resume=True):  # a study always continues its records; one writer at a time

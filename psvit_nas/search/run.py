@@ -23,6 +23,7 @@ from .backends import LocalBackend, RayBackend
 from .cache import FitnessCache
 from .evolution import Search, SearchConfig
 from .fitness import Evaluator, FitnessSet, file_digest
+from .rankers import FINETUNE_STEPS, make_ranker
 from .report import plot_pareto, plot_progress, summary
 
 
@@ -41,9 +42,10 @@ def load_supernet(path: str | Path) -> tuple[Supernet, dict]:
 def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str | Path, backend: str = "local",
            ray_address: str | None = None, workers: int | None = None, resume: bool = False,
            on_generation: Callable[[int], None] | None = None, cache: CacheConfig | None = None,
-           latency: LatencyTable | None = None) -> Search:
-    """Search the supernet in `supernet_path` under `cfg`'s budgets (MACs, and latency predicted by `latency`);
-    write best.yaml, history and plots to `out`."""
+           latency: LatencyTable | None = None, ranker: str = "supernet", records: str | None = None,
+           finetune_steps: int = FINETUNE_STEPS) -> Search:
+    """Search the supernet in `supernet_path` under `cfg`'s budgets (MACs, and latency predicted by `latency`),
+    scoring candidates with `ranker` (`rankers.RANKERS`); write best.yaml, history and plots to `out`."""
     out = Path(out)
     net, _ = load_supernet(supernet_path)
     space = net.space
@@ -51,13 +53,19 @@ def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str 
         latency.check_space(space, supernet_path)
     limits = [latency.limit(cfg.max_latency_ms)] if latency and cfg.max_latency_ms is not None else []
     space.check_budget(cfg.max_macs, cfg.min_macs, source=supernet_path, limits=limits)
+    if backend == "ray" and ranker != "supernet":
+        raise ConfigError(None, "--backend", f"--fitness {ranker} scores in this process; use --backend local")
     batches, calib = fitness.load(space, cache)
-    key = hashlib.sha1(json.dumps([file_digest(supernet_path), fitness.to_dict()]).encode()).hexdigest()[:16]
+    scorer = make_ranker(ranker, Evaluator(net, batches, calib), lambda: calib, records, finetune_steps)
+    fitted = [file_digest(Path(records) / p.name) for p in sorted(Path(records).glob("retrain-*.json"))] \
+        if records else []
+    key = hashlib.sha1(json.dumps([file_digest(supernet_path), fitness.to_dict(), ranker, fitted]).encode()
+                       ).hexdigest()[:16]
     cache = FitnessCache(out / "cache.jsonl", key)
-    runner = LocalBackend(Evaluator(net, batches, calib)) if backend == "local" else \
-        RayBackend(net, batches, calib, ray_address, workers)
+    runner = LocalBackend(scorer) if backend == "local" else RayBackend(net, batches, calib, ray_address, workers)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(
-        {"command": " ".join(sys.argv), "supernet": str(supernet_path), "backend": backend, "search": asdict(cfg),
+        {"command": " ".join(sys.argv), "supernet": str(supernet_path), "backend": backend, "fitness": ranker,
+         "records": records, "search": asdict(cfg),
          "latency_table": latency.source if latency else None, "fitness_set": fitness.to_dict(),
          "space": space.to_dict()}, sort_keys=False))
     bar = tqdm(total=cfg.evaluations, desc=f"{cfg.strategy} (evaluations)", disable=not sys.stderr.isatty(),
@@ -91,11 +99,12 @@ def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str 
         bar.close()
         runner.close()
     search.timing = {"search_s": time.perf_counter() - start, "evaluation_s": evaluation_s}
-    _write_results(search, net, fitness, supernet_path, out)
+    _write_results(search, net, fitness, supernet_path, out, ranker)
     return search
 
 
-def _write_results(search: Search, net: Supernet, fitness: FitnessSet, supernet_path: str, out: Path) -> None:
+def _write_results(search: Search, net: Supernet, fitness: FitnessSet, supernet_path: str, out: Path,
+                   ranker: str) -> None:
     cfg, best, front = search.cfg, search.best, search.pareto_front()
     cost = search.table(Arch.parse(best.arch))
     budget = {"max_macs": cfg.max_macs, "min_macs": cfg.min_macs}
@@ -107,7 +116,7 @@ def _write_results(search: Search, net: Supernet, fitness: FitnessSet, supernet_
             "path": table.source, "device": table.device, "batch_size": table.batch_size, "threads": table.threads,
             "measured": table.environment.get("measured")}}
     spec = net.space.spec(Arch.parse(best.arch), fitness=best.fitness, macs=cost.macs, params=cost.params, **latency,
-                          budget=budget, strategy=cfg.strategy, supernet=str(supernet_path),
+                          budget=budget, strategy=cfg.strategy, ranker=ranker, supernet=str(supernet_path),
                           fitness_set=fitness.to_dict(), command=" ".join(sys.argv))
     spec.to_yaml(out / "best.yaml")
     title = f"{cfg.strategy} on {net.space.name}"
@@ -118,7 +127,8 @@ def _write_results(search: Search, net: Supernet, fitness: FitnessSet, supernet_
         atomic_write_text(out / "pareto.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in front))
     print(summary(search.state.history, front, best))
     predicted = f"  {best.latency_ms:.3g} ms predicted" if best.latency_ms is not None else ""
-    print(f"best: fitness {best.fitness:.2f}%  {format_macs(best.macs)} MACs{predicted}  -> {out / 'best.yaml'}")
+    print(f"best: {ranker} fitness {best.fitness:.4g}  {format_macs(best.macs)} MACs{predicted}  "
+          f"-> {out / 'best.yaml'}")
     timing = search.timing
     print(f"search took {timing['search_s']:.1f} s, {100 * timing['evaluation_s'] / timing['search_s']:.1f} % of it "
           "scoring candidates")

@@ -39,15 +39,16 @@ class Job:
     """One unit of the study's work. `key` names its record and its run folder; the payload (`arch`, `recipe`,
     `archs`) says what it works on and is not part of its identity."""
 
-    kind: str                    # retrain | supernet | fitness | search | finalize | tune
-    name: str = ""               # retrain: the architecture's study name; supernet, fitness: sampler; search: strategy
+    kind: str                    # retrain | supernet | fitness | proxy | finetune | search | finalize | tune
+    name: str = ""               # retrain: the architecture's name; supernet, fitness, finetune: sampler; proxy: its
+    #                              name (search.proxies); search: strategy
     seed: int | None = None      # retrain
     epochs: int | None = None    # retrain: a schedule other than the study's; fitness: a supernet checkpoint
     scale: int = 1               # supernet: times the study's supernet compute
     variant: str = ""            # fitness: one of VARIANTS
     arch: str = field(default="", compare=False)           # retrain: what it trains
     recipe: str | None = field(default=None, compare=False)  # retrain: a recipe file (the tuned recipe)
-    archs: tuple[str, ...] = field(default=(), compare=False)  # fitness: what it scores
+    archs: tuple[str, ...] = field(default=(), compare=False)  # fitness, proxy, finetune: what it scores
 
     @property
     def key(self) -> str:
@@ -58,13 +59,18 @@ class Job:
         if self.kind == "fitness":  # epochs: a supernet checkpoint before the last
             return f"fitness-{self.name}" + (f"-{self.variant}" if self.variant else "") + \
                 (f"-ep{self.epochs}" if self.epochs else "")
-        if self.kind == "search":
-            return f"search-{self.name}"
+        if self.kind in ("search", "proxy", "finetune"):
+            return f"{self.kind}-{self.name}"
         return self.kind
 
     @property
+    def scores(self) -> bool:
+        """Whether the job scores architectures (its record maps each to its scores, filled in as it goes)."""
+        return self.kind in ("fitness", "proxy", "finetune")
+
+    @property
     def supernet(self) -> "Job":
-        """A fitness job's supernet."""
+        """A fitness or finetune job's supernet."""
         return Job("supernet", self.name, scale=int(VARIANTS[self.variant].get("scale", 1)))
 
 
@@ -108,14 +114,15 @@ class Setup:
 
 
 def run_job(setup: Setup, job: Job) -> dict[str, Any]:
-    """Run a retraining, supernet or fitness job (continuing its run folder) and write its record."""
+    """Run a retraining, supernet or scoring job (continuing its run folder or record) and write its record."""
     torch.set_num_threads(setup.threads)
-    runners = {"retrain": _retrain, "supernet": _train_supernet, "fitness": _score}
+    runners = {"retrain": _retrain, "supernet": _train_supernet, "fitness": _score, "proxy": _proxy,
+               "finetune": _finetune}
     if job.kind not in runners:
         raise ValueError(f"{job.key} is not a trial job")
     start = time.time()
     record, extra = runners[job.kind](setup, job)
-    if job.kind != "fitness":  # minutes sit between what was trained and what was measured after it
+    if not job.scores:  # minutes sit between what was trained and what was measured after it
         record = {**record, "minutes": (time.time() - start) / 60, **extra}
     return Records(setup.records).put(job, record)
 
@@ -170,22 +177,59 @@ def supernet_epochs(settings: StudySettings, space: SearchSpace, job: Job) -> tu
 
 def _score(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
     """Top-1 and loss of the job's architectures with inherited weights on the supernet's held-out images."""
-    from ..search import Evaluator, fitness_set_for, load_supernet
+    def scorer():
+        evaluator = _evaluator(setup, job)
+        return lambda arch: {k: v for k, v in evaluator.metrics(arch).items() if k in ("top1", "loss")}
+    return _fill(setup, job, scorer), {}
 
+
+def _finetune(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Summed training loss of a few steps from inherited weights, and held-out top-1 after (`FinetuneRanker`)."""
+    from ..search.rankers import FinetuneRanker
+
+    def scorer():
+        evaluator = _evaluator(setup, job)
+        return FinetuneRanker(evaluator, evaluator.calib).metrics
+    return _fill(setup, job, scorer), {}
+
+
+def _proxy(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A training-free proxy at initialisation on the first batch of the fitness images (as `evolve` scores)."""
+    from ..search import FitnessSet
+    from ..search.rankers import ProxyRanker
+
+    def scorer():
+        holdout = setup.settings.holdout
+        batches, _ = FitnessSet(setup.data, "data", holdout, min(128, holdout), 0).load(setup.space)
+        ranker = ProxyRanker(setup.space, job.name, next(iter(batches)))
+        return lambda arch: {"score": ranker(arch)}
+    return _fill(setup, job, scorer), {}
+
+
+def _fill(setup: Setup, job: Job, scorer) -> dict[str, Any]:
+    """The job's record with every architecture scored: those missing by `scorer()` (built only if needed),
+    each with the seconds it took."""
     record = Records(setup.records).get(job) or {}
     missing = [a for a in job.archs if a not in record]
     if missing:
-        how = VARIANTS[job.variant]
-        checkpoint = setup.folder(job.supernet) / (f"epoch{job.epochs}.pt" if job.epochs else "last.pt")
-        net, state = load_supernet(checkpoint)
-        size = round(setup.settings.holdout * how["share"]) if "share" in how else None
-        batches, calib = fitness_set_for(state, str(checkpoint), None, None, size,
-                                         int(how.get("bn_batches", 10))).load(setup.space)
-        evaluator = Evaluator(net, batches, calib)
+        score = scorer()
         for arch in missing:
-            m = evaluator.metrics(Arch.parse(arch))
-            record[arch] = {"top1": m["top1"], "loss": m["loss"]}
-    return record, {}
+            start = time.perf_counter()
+            record[arch] = {**score(Arch.parse(arch)), "seconds": time.perf_counter() - start}
+    return record
+
+
+def _evaluator(setup: Setup, job: Job):
+    """The job's supernet checkpoint and its fitness images, as a `search.Evaluator`."""
+    from ..search import Evaluator, fitness_set_for, load_supernet
+
+    how = VARIANTS[job.variant]
+    checkpoint = setup.folder(job.supernet) / (f"epoch{job.epochs}.pt" if job.epochs else "last.pt")
+    net, state = load_supernet(checkpoint)
+    size = round(setup.settings.holdout * how["share"]) if "share" in how else None
+    batches, calib = fitness_set_for(state, str(checkpoint), None, None, size,
+                                     int(how.get("bn_batches", 10))).load(setup.space)
+    return Evaluator(net, batches, calib)
 
 
 def ground_truth_batches(setup: Setup) -> EvalBatches:

@@ -10,7 +10,8 @@ from ..io import atomic_write_text, pyplot, save_figure
 from ..space import format_macs
 from .goals import GOALS
 from .jobs import VARIANT_LABELS
-from .results import rankers
+from ..search.rankers import FINETUNE_STEPS
+from .results import other_rankers, rankers
 from .stats import fmt, value
 
 
@@ -87,7 +88,8 @@ def write_results(path: Path, result: dict, study, command: str) -> None:
                 lines.append(f"| {label} | {fmt(entry[name]['tau'])} | {fmt(entry[name]['rho'])} |")
         lines.append("")
     lines += variants_section(result, a)
-    lines += composition_section(result["composition"])
+    lines += rankers_section(result, a, study.budget)
+    lines += composition_section(result["composition"], a.samplers)
     lines += ["## Architectures", "", "| group | MACs | params | " + " | ".join(f"fitness {s}" for s in a.samplers)
               + " | " + " | ".join(f"seed {s}" for s in result["seeds"]) + " | arch |",
               "|---|---:|---:|" + "---:|" * (len(a.samplers) + len(result["seeds"])) + "---|"]
@@ -146,7 +148,56 @@ def variants_section(result: dict, a) -> list[str]:
     return lines + [""]
 
 
-def composition_section(comp: dict[str, dict]) -> list[str]:
+RANKER_LABELS = {"synflow": "synflow at initialisation", "naswot": "NASWOT at initialisation",
+                 "grad_norm": "gradient norm at initialisation", "snip": "SNIP at initialisation",
+                 "dss": "TF-TAS DSS at initialisation",
+                 "finetune": f"{FINETUNE_STEPS} steps from inherited weights, then held-out top-1",
+                 "finetune-loss": f"{FINETUNE_STEPS} steps from inherited weights, summed training loss",
+                 "calibrated": "ridge on fitness, MACs, params and choice counts (leave-one-out)"}
+
+
+def rankers_section(result: dict, a, budget: float) -> list[str]:
+    """The rankers beyond weight sharing against the ground truth, their cost, and issue 21's goal."""
+    ranking, seconds = result["ranking"], result.get("ranker_seconds", {})
+    names = [n for n, _ in other_rankers() if any(n in e for e in ranking.values())]
+    if not names:
+        return []
+
+    def cell(scope: str, name: str) -> str:
+        return fmt(ranking[scope][name]["tau"]) if name in ranking.get(scope, {}) else ""
+
+    lines = ["## Rankers beyond weight sharing", "",
+             "Kendall tau against the seeds' mean, with 90 % intervals; seconds per architecture on one CPU "
+             "thread as the study measured them (`psvit-nas evolve --fitness NAME` searches with any of them).", "",
+             f"| ranker | seconds per architecture | tau across the space | tau inside the window "
+             f"({format_macs(budget)} MACs +-10 %) |", "|---|---:|---|---|"]
+    fixed = {"macs": "MACs alone", a.samplers[0]: f"supernet fitness ({a.samplers[0]})"}
+    for name in [*fixed, *names]:
+        label = fixed[name] if name in fixed else f"`{name}`: {RANKER_LABELS[name]}"
+        cost = seconds.get(name.split("-")[0])
+        lines.append(f"| {label} | {f'{cost:.2f}' if cost is not None else ''} | {cell('all', name)} | "
+                     f"{cell('window', name)} |")
+    return lines + ["", *_best_ranker(ranking, [a.samplers[0], *names]), ""]
+
+
+def _best_ranker(ranking: dict, names: list[str]) -> list[str]:
+    """Issue 21's goal for the best ranker across the space: tau >= 0.7, and MACs + 0.2 in both scopes."""
+    everywhere = ranking.get("all", {})
+    scored = [(value(everywhere[n]["tau"]), n) for n in names if n in everywhere and value(everywhere[n]["tau"])
+              is not None]
+    if not scored:
+        return []
+    best_tau, best = max(scored)
+    margins = {scope: value(entry[best]["tau"]) - value(entry["macs"]["tau"]) for scope, entry in ranking.items()
+               if best in entry and value(entry[best]["tau"]) is not None and value(entry["macs"]["tau"]) is not None}
+    met = best_tau >= 0.7 and len(margins) == 2 and min(margins.values()) >= 0.2
+    return [f"Best across the space: **{best}** at tau {best_tau:.2f}, "
+            + ", ".join(f"{m:+.2f} over MACs {'across the space' if s == 'all' else 'inside the window'}"
+                        for s, m in margins.items())
+            + f". Goal (tau >= 0.7 and MACs + 0.2 in both): **{'met' if met else 'missed'}**."]
+
+
+def composition_section(comp: dict[str, dict], samplers: tuple[str, ...]) -> list[str]:
     """docs/results.md: which cell choices the ground truth rewards, and which each supernet does."""
     if not comp:
         return []
@@ -155,7 +206,7 @@ def composition_section(comp: dict[str, dict]) -> list[str]:
             "Kendall tau between an architecture's number of cells of each choice and its ground truth (seeds' "
             "mean) or its supernet fitness, over every architecture; 90 % intervals. A supernet ranks well when "
             "its column follows the ground truth's.", "",
-            "| cells of | " + " | ".join(n if n == "ground truth" else f"fitness ({n})" for n in names) + " |",
+            "| cells of | " + " | ".join(f"fitness ({n})" if n in samplers else n for n in names) + " |",
             "|---|" + "---|" * len(names),
             *(f"| {choice} | " + " | ".join(fmt(taus[n]) for n in names) + " |" for choice, taus in comp.items()), ""]
 

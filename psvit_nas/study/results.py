@@ -6,6 +6,9 @@ from __future__ import annotations
 import statistics
 from typing import Any, Callable
 
+from ..search.proxies import PROXIES
+from ..search.rankers import features, leave_one_out
+from ..space import Arch
 from .jobs import VARIANTS, Job
 from .stats import composition, evaluation_share, interval, kendall, noise_ceiling, spearman, unpack
 
@@ -19,12 +22,23 @@ def rankers(samplers: tuple[str, ...]) -> list[tuple[str, Callable[[dict], float
     return out + [(f"{first}-{v}", lambda r, v=v: r.get(f"fitness_{first}-{v}")) for v in VARIANTS if v]
 
 
+def other_rankers() -> list[tuple[str, Callable[[dict], float | None]]]:
+    """(name, score of a row) for the rankers beyond the supernets' top-1 (`search.rankers`): each proxy, the
+    fine-tune ranker by its held-out top-1 and by its summed training loss, and the calibrated regression."""
+    out = [(p, lambda r, p=p: r.get(f"proxy_{p}")) for p in PROXIES]
+    return out + [("finetune", lambda r: r.get("finetune_top1")),
+                  ("finetune-loss", lambda r: -r["finetune_loss"] if "finetune_loss" in r else None),
+                  ("calibrated", lambda r: r.get("calibrated"))]
+
+
 def _rows(study) -> tuple[list[dict[str, Any]], dict[str, list]]:
     """One row per architecture whose every seed is retrained; per-image hits where every seed stored them."""
     s, records = study.settings, study.records
     fitness = [Job("fitness", sampler) for sampler in s.samplers] + \
         [Job("fitness", s.samplers[0], variant=v) for v in VARIANTS if v]
     scores = {job.key: records.get(job) or {} for job in fitness}
+    proxies = {p: records.get(Job("proxy", p)) or {} for p in PROXIES}
+    finetune = records.get(Job("finetune", s.samplers[0])) or {}
     rows, hits = [], {}
     for a in study.archs:
         accs = [records.get(study.retrain(a.name, seed, a.arch)) for seed in s.seeds]
@@ -40,6 +54,10 @@ def _rows(study) -> tuple[list[dict[str, Any]], dict[str, list]]:
             if (value := scored.get(str(a.arch))) is not None:
                 row[key.replace("fitness-", "fitness_", 1)] = value["top1"]
                 row[key.replace("fitness-", "loss_", 1)] = value["loss"]
+        row.update({f"proxy_{p}": scored[str(a.arch)]["score"] for p, scored in proxies.items()
+                    if str(a.arch) in scored})
+        if (value := finetune.get(str(a.arch))) is not None:
+            row["finetune_top1"], row["finetune_loss"] = value["top1"], value["loss"]
         if a.group == "window" and not a.name.startswith("window"):
             row["name"] = a.name
         rows.append(row)
@@ -55,7 +73,7 @@ def _ranking(part: list[dict], hits: dict[str, list], seeds: tuple[int, ...], sa
              "ceiling": noise_ceiling([r["seeds"] for r in part]) if paired else None,
              "evaluation": evaluation_share([hits[r["arch"]] for r in part if r["arch"] in hits])}
     scores = {"macs": [r["macs"] for r in part], "params": [r["params"] for r in part]}
-    for name, score in rankers(samplers):
+    for name, score in rankers(samplers) + other_rankers():
         if all(score(r) is not None for r in part):
             scores[name] = [score(r) for r in part]
     for name, values in scores.items():
@@ -67,12 +85,13 @@ def analyse(study) -> dict[str, Any]:
     """study.json: the rows, the rankings, what each ranking rewards, the winners, the after-search records."""
     s, records = study.settings, study.records
     rows, hits = _rows(study)
-    result = {"rows": rows, "seeds": list(s.seeds), "ranking": {}}
+    calibrate(rows, study.space, s.samplers[0])
+    result = {"rows": rows, "seeds": list(s.seeds), "ranking": {}, "ranker_seconds": ranker_seconds(study)}
     for scope in ("all", "window"):
         part = [r for r in rows if scope == "all" or r["group"] == "window"]
         if len(part) >= 3:
             result["ranking"][scope] = _ranking(part, hits, s.seeds, s.samplers)
-    result["composition"] = composition(rows, list(s.samplers), study.space)
+    result["composition"] = composition(rows, rankers(s.samplers)[:len(s.samplers)] + other_rankers(), study.space)
     winners = {}
     for strategy in ("evolution", "random"):
         rec = records.get(Job("search", strategy))
@@ -93,6 +112,28 @@ def analyse(study) -> dict[str, Any]:
     if curves := learning_curves(study):
         result["curves"] = curves
     return result
+
+
+def calibrate(rows: list[dict], space, first: str) -> None:
+    """Each row's `calibrated` score: its seeds' mean as predicted from `rankers.features` (the first sampler's
+    fitness, MACs, params, choice counts) by a ridge fitted on every other row (leave-one-out)."""
+    part = [r for r in rows if f"fitness_{first}" in r]
+    if len(part) < 5:
+        return
+    x = [features(space, Arch.parse(r["arch"]), r[f"fitness_{first}"]) for r in part]
+    for row, predicted in zip(part, leave_one_out(x, [r["mean"] for r in part])):
+        row["calibrated"] = predicted
+
+
+def ranker_seconds(study) -> dict[str, float]:
+    """Mean seconds per architecture of each proxy and of the fine-tune ranker, as their records measured."""
+    jobs = [Job("proxy", p) for p in PROXIES] + [Job("finetune", study.settings.samplers[0])]
+    out = {}
+    for job in jobs:
+        if record := study.records.get(job):
+            out[job.name if job.kind == "proxy" else "finetune"] = statistics.fmean(v["seconds"] for v in
+                                                                                    record.values())
+    return out
 
 
 def learning_curves(study) -> dict[str, dict]:

@@ -1,7 +1,11 @@
 """The study's settings: every option of `psvit-nas study`, with its default."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
+
+# what a study runs, in this order (`--stages`): supernet fitness, the ground truth, the searches, what follows
+# them, the first supernet's variants, the schedule probe, and the rankers beyond weight sharing
+STAGES = ("fitness", "retrain", "search", "after-search", "variants", "probe", "rankers")
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class StudySettings:
     probe_epochs: int = 15
     est_images_per_s: float = 350     # one trial's speed, for the time estimate
     goals: str = "19"                 # the issue whose goals the report opens with (9: the earlier studies)
-    stages: tuple[str, ...] = field(default=("fitness", "retrain", "search", "after-search", "variants", "probe"))
+    stages: tuple[str, ...] = STAGES
 
     @classmethod
     def names(cls) -> list[str]:

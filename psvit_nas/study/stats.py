@@ -7,10 +7,10 @@ prints either as it is; nothing here returns NaN.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Callable, Sequence, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from ..space import Arch, SearchSpace
@@ -36,23 +36,31 @@ def fmt(stat: Stat) -> str:
     return f"{stat[0]:.2f} [{stat[1]:.2f}, {stat[2]:.2f}]"
 
 
-def kendall(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall tau-b; NaN (not a warning) when either side is constant."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.ConstantInputWarning)
-        return float(stats.kendalltau(x, y).statistic)
+def kendall(x: ArrayLike, y: ArrayLike) -> float | np.ndarray:
+    """Kendall tau-b (scipy's statistic) of x against y, or of each row of 2-D x and y (the bootstrap's
+    resamples at once); NaN, not a warning, where either side is constant."""
+    a, b = np.atleast_2d(np.asarray(x, float)), np.atleast_2d(np.asarray(y, float))
+    sa, sb = np.sign(a[:, :, None] - a[:, None, :]), np.sign(b[:, :, None] - b[:, None, :])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau = (sa * sb).sum((1, 2)) / np.sqrt((sa * sa).sum((1, 2)) * (sb * sb).sum((1, 2)))
+    return tau if np.ndim(x) == 2 else float(tau[0])
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman rho; NaN (not a warning) when either side is constant."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.ConstantInputWarning)
-        return float(stats.spearmanr(x, y).statistic)
+def spearman(x: ArrayLike, y: ArrayLike) -> float | np.ndarray:
+    """Spearman rho (average ranks for ties) of x against y, or of each row of 2-D x and y; NaN where either
+    side is constant."""
+    a = stats.rankdata(np.atleast_2d(np.asarray(x, float)), axis=1)
+    b = stats.rankdata(np.atleast_2d(np.asarray(y, float)), axis=1)
+    a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    return rho if np.ndim(x) == 2 else float(rho[0])
 
 
-def interval(x: Sequence[float], y: Sequence[float], fn: Callable[[Sequence[float], Sequence[float]], float],
+def interval(x: Sequence[float], y: Sequence[float], fn: Callable[[ArrayLike, ArrayLike], float | np.ndarray],
              resamples: int = 2000) -> Stat:
-    """`fn(x, y)` with a 90 % percentile bootstrap interval over paired architectures.
+    """`fn(x, y)` with a 90 % percentile bootstrap interval over paired architectures (`fn` also takes 2-D x and y:
+    one statistic per row, as `kendall` and `spearman` do).
 
     Resamples whose statistic is undefined (all ties) are dropped; with fewer than half left the interval is
     undefined. Fewer than three architectures, or a statistic undefined on the data, give the reason instead.
@@ -64,8 +72,8 @@ def interval(x: Sequence[float], y: Sequence[float], fn: Callable[[Sequence[floa
         return ALL_TIED
     rng = np.random.default_rng(0)
     xs, ys = np.asarray(x, float), np.asarray(y, float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        draws = np.asarray([fn(xs[i], ys[i]) for i in rng.integers(0, len(xs), (resamples, len(xs)))])
+    picks = rng.integers(0, len(xs), (resamples, len(xs)))
+    draws = np.asarray(fn(xs[picks], ys[picks]))  # every resample at once: fn takes rows
     draws = draws[np.isfinite(draws)]
     if len(draws) < resamples // 2:
         return stat, None, None
@@ -136,14 +144,17 @@ def noise_ceiling(seeds: list[list[float]], draws: int = 2000) -> dict[str, Stat
             "self": _summary([kendall(seed(), seed()) for _ in range(draws)])}
 
 
-def composition(rows: list[dict], samplers: list[str], space: SearchSpace) -> dict[str, dict[str, Stat]]:
-    """Kendall tau (with interval) between each choice's number of cells and the seeds' mean, and each
-    sampler's fitness: what the ground truth and each supernet reward."""
+def composition(rows: list[dict], scorers: list[tuple[str, Callable[[dict], float | None]]],
+                space: SearchSpace) -> dict[str, dict[str, Stat]]:
+    """Kendall tau (with interval) between each choice's number of cells and the seeds' mean, and each ranker's
+    score (`scorers`: name, score of a row) where every row has one: what the ground truth and each ranker
+    reward."""
     if len(rows) < MIN_ARCHS:
         return {}
     choices = list(dict.fromkeys(c for stage in space.stages for c in stage.choices))
     scores = {"ground truth": [r["mean"] for r in rows]}
-    scores.update({s: [r[f"fitness_{s}"] for r in rows] for s in samplers if all(f"fitness_{s}" in r for r in rows)})
+    scores.update({name: [score(r) for r in rows] for name, score in scorers if all(score(r) is not None
+                                                                                    for r in rows)})
     out = {}
     for choice in choices:
         counts = [sum(c == choice for stage in Arch.parse(r["arch"]).stages for c in stage) for r in rows]

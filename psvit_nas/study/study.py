@@ -17,6 +17,7 @@ from typing import Any
 from ..cluster import ray_session
 from ..data import holdout_split, load_split
 from ..errors import ConfigError
+from ..search.proxies import PROXIES
 from ..space import Arch, ArchSpec, SearchSpace, parse_budget
 from .archs import StudyArch, check_budget, median_budget, parse_extra, pick_archs, probe_archs
 from .data import check_data, class_subset, gt_subset
@@ -24,13 +25,12 @@ from .jobs import (VARIANTS, Job, Setup, checkpoint_hits, ground_truth_batches, 
                    supernet_epochs)
 from .records import Records
 from .runner import run_trials
-from .settings import StudySettings
+from .settings import STAGES, StudySettings
 
 def _no_ray() -> None:
     """Outside `run`, trials start Ray themselves."""
 
 
-STAGES = ("fitness", "retrain", "search", "after-search", "variants", "probe")
 AFTER_SEARCH = ("top1", "finalized", "tuned")
 
 
@@ -97,6 +97,13 @@ class Study:
                  for epoch in self.scored_epochs(sampler)]
         return jobs + [Job("fitness", s.samplers[0], variant=v, archs=archs) for v in VARIANTS if v and variants]
 
+    def ranker_jobs(self) -> list[Job]:
+        """Rankers beyond the supernets' top-1 (`search.rankers`): every training-free proxy, and fine-tuning
+        from the first sampler's supernet."""
+        archs = tuple(str(a.arch) for a in self.archs)
+        return [Job("proxy", p, archs=archs) for p in PROXIES] + \
+            [Job("finetune", self.settings.samplers[0], archs=archs)]
+
     def scored_epochs(self, sampler: str) -> list[int]:
         """The supernet checkpoints (epochs) before its last that every architecture is scored at."""
         every = self.settings.score_every
@@ -113,10 +120,15 @@ class Study:
                 + self.ground_truth_jobs() + searches + winners + [Job("finalize"), Job("tune")] + after
                 + self.probe_jobs())
 
+    def planned(self) -> list[Job]:
+        """The jobs of `all_jobs` that the chosen stages run."""
+        stages = set(self.settings.stages)
+        return [j for j in self.all_jobs() if stages & set(_stages_of(j))]
+
     def pending(self, job: Job) -> bool:
-        """Whether a job still has work: no record, or (fitness) an architecture not yet scored."""
+        """Whether a job still has work: no record, or (a scoring job) an architecture not yet scored."""
         record = self.records.get(job)
-        return record is None or (job.kind == "fitness" and any(a not in record for a in job.archs))
+        return record is None or (job.scores and any(a not in record for a in job.archs))
 
     def supernets_needed(self, fitness: list[Job], searches: list[Job]) -> list[Job]:
         """Supernets without a record, and those whose checkpoint is gone while a job still needs it."""
@@ -131,6 +143,7 @@ class Study:
         """Run every missing job of the chosen stages, stage after stage, independent jobs as parallel trials."""
         s, stages = self.settings, set(self.settings.stages)
         fitness = self.fitness_jobs("variants" in stages) if stages & {"fitness", "variants"} else []
+        fitness += self.ranker_jobs() if "rankers" in stages else []
         searches = [Job("search", k) for k in ("evolution", "random")] if "search" in stages else []
         training = self.supernets_needed(fitness, searches)
         training += (self.ground_truth_jobs() if "retrain" in stages else []) + \
@@ -238,11 +251,22 @@ class Study:
         return len(load_split(self.setup.data, "train", self.space)) - self.settings.holdout
 
     def estimate_minutes(self, trials_at_once: int) -> float:
-        """Rough wall minutes of the pending trainings at --est-images-per-s per trial."""
+        """Rough wall minutes of the chosen stages' pending trainings at --est-images-per-s per trial."""
         images = self.train_images()
-        todo = [j for j in self.all_jobs() if j not in self.records]
+        todo = [j for j in self.planned() if j not in self.records]
         work = sum(self.setup.estimate_images(j, images) for j in todo)
         return work / self.settings.est_images_per_s / max(1, trials_at_once) / 60
+
+
+def _stages_of(job: Job) -> tuple[str, ...]:
+    """The stages that run a job of `Study.all_jobs`."""
+    if job.kind == "supernet":
+        return ("variants",) if job.scale != 1 else ("fitness", "search", "rankers")
+    if job.kind == "search" or job.name.startswith("winner-"):
+        return ("search",)
+    if job.kind in ("finalize", "tune") or job.name in AFTER_SEARCH:
+        return ("after-search",)
+    return ("probe",) if job.epochs else ("retrain",)
 
 
 def trials_at_once(threads: int) -> int:
