@@ -247,6 +247,8 @@ def _synthetic_study(tmp_path):
 
 
 def test_a_named_extra_architecture_joins_every_job_of_the_window(tmp_path):
+    from psvit_nas.study.jobs import Job
+
     study = _synthetic_study(tmp_path)
     layers = "|".join(["-".join(["layer"] * 4)] * 3)
     extra = [a for a in study.archs if a.name == "layers"]
@@ -254,6 +256,9 @@ def test_a_named_extra_architecture_joins_every_job_of_the_window(tmp_path):
     assert {(j.name, j.seed) for j in study.ground_truth_jobs() if j.arch == layers} == {("layers", 0), ("layers", 1)}
     assert all(layers in job.archs for job in study.fitness_jobs(variants=True))
     assert {"retrain-layers-seed0", "retrain-layers-seed1"} <= {j.key for j in study.all_jobs()}
+    rankers = study.ranker_jobs()  # scored like the sampled ones; only fine-tuning needs a supernet
+    assert all(layers in job.archs for job in rankers)
+    assert study.supernets_needed(rankers, []) == [Job("supernet", "uniform")]
 
 
 def test_schedule_check_and_learning_curves_from_records(tmp_path):
@@ -389,3 +394,24 @@ def test_rankers_and_the_calibrated_fit_are_reported_against_the_ground_truth(tm
     write_results(tmp_path / "results.md", result, study, "psvit-nas study ...")
     text = (tmp_path / "results.md").read_text()
     assert "## Rankers beyond weight sharing" in text and "Best across the space: **synflow** at tau 1.00" in text
+
+
+def test_a_supernet_whose_checkpoint_is_gone_is_trained_again_when_a_ranker_needs_it(tmp_path, monkeypatch):
+    """Its record says done, but fine-tuning reads its weights: the first trials include it; proxies never
+    need one."""
+    import contextlib
+    from dataclasses import replace
+
+    from psvit_nas.study import Study
+    from psvit_nas.study import study as study_module
+    from psvit_nas.study.jobs import Job
+
+    study = Study(replace(_synthetic_study(tmp_path).settings, stages=("rankers",)))
+    study.records.put(Job("supernet", "uniform"), {"epochs": 4, "paths_per_step": 1})
+    ran = []
+    monkeypatch.setattr(study_module, "ray_session", lambda *a, **k: contextlib.nullcontext(lambda: None))
+    monkeypatch.setattr(study_module, "run_trials", lambda todo, *a, **k: ran.append([j.key for j in todo]))
+    study.run()
+    assert ran[0] == ["supernet-uniform"]
+    assert sorted(ran[1]) == sorted([f"proxy-{p}" for p in ("synflow", "naswot", "grad_norm", "snip", "dss")]
+                                    + ["finetune-uniform"])

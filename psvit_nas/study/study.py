@@ -133,6 +133,7 @@ class Study:
     def supernets_needed(self, fitness: list[Job], searches: list[Job]) -> list[Job]:
         """Supernets without a record, and those whose checkpoint is gone while a job still needs it."""
         first = Job("supernet", self.settings.samplers[0])
+        fitness = [j for j in fitness if j.kind != "proxy"]  # proxies score untrained networks
         users = [j.supernet for j in fitness if self.pending(j)] + [first for j in searches if self.pending(j)]
         wanted = [j.supernet for j in fitness] + ([first] if searches else [])
         return [sn for sn in dict.fromkeys(wanted) if self.pending(sn) or
@@ -145,12 +146,12 @@ class Study:
         fitness = self.fitness_jobs("variants" in stages) if stages & {"fitness", "variants"} else []
         fitness += self.ranker_jobs() if "rankers" in stages else []
         searches = [Job("search", k) for k in ("evolution", "random")] if "search" in stages else []
-        training = self.supernets_needed(fitness, searches)
-        training += (self.ground_truth_jobs() if "retrain" in stages else []) + \
+        supernets = self.supernets_needed(fitness, searches)
+        training = supernets + (self.ground_truth_jobs() if "retrain" in stages else []) + \
             (self.probe_jobs() if "probe" in stages else [])
         with ray_session(self.ray_address, lazy=True) as self.need_ray:  # one Ray for every stage, if any
             try:
-                self.trials(training)
+                self.trials(training, again=supernets)
                 self.trials(fitness)
                 if searches:
                     winners = [self.retrain(f"winner-{j.name}", seed, self.search(j)) for j in searches
@@ -162,8 +163,10 @@ class Study:
                 self.need_ray = _no_ray
         self.fill_in()
 
-    def trials(self, jobs: list[Job]) -> None:
-        todo = [j for j in jobs if self.pending(j)]
+    def trials(self, jobs: list[Job], again: list[Job] = ()) -> None:
+        """Run the pending `jobs`, and those in `again` (a supernet whose checkpoint is gone) whatever their
+        records say, as parallel trials."""
+        todo = [j for j in jobs if self.pending(j) or j in again]
         if not todo:
             return
         self.need_ray()
