@@ -52,11 +52,13 @@ def save_figure(fig, path: str | Path) -> None:
     pyplot().close(fig)
 
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "last.pt", "history.jsonl", "search_state.json", "records")
+RUN_FILES = ("config.yaml", "metrics.jsonl", "last.pt", "history.jsonl", "search_state.json", "records", "tune",
+             "final.yaml", "recipe.yaml", "attention_similarity.json")
 
 
 def holds_run(folder: Path) -> bool:
-    """Whether `folder` holds (part of) a run: a config, metrics, a checkpoint, a search history or records."""
+    """Whether `folder` holds (part of) a run: a config, metrics, a checkpoint, a search history, records, a
+    Ray Tune experiment or a command's result."""
     return any((folder / name).exists() for name in RUN_FILES)
 
 

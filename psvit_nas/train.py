@@ -160,7 +160,14 @@ def warmup_cosine(total: int, warmup: int, min_ratio: float):
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """Write a checkpoint atomically. When writing fails (a full disk: torch raises OSError or, from its zip
+    writer, RuntimeError) the previous checkpoint is intact and the run stops with one line."""
+    try:
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+    except (OSError, RuntimeError) as err:
+        why = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().splitlines()[0]
+        raise ConfigError(str(path), None, f"could not be written ({why}); the previous checkpoint is intact: "
+                          "free some space and rerun with --resume") from None
 
 
 def load_checkpoint(path: str | Path, space: SearchSpace | None = None) -> dict[str, Any]:

@@ -56,3 +56,45 @@ def test_bad_input_leaves_no_run_folder_behind(tmp_path, capsys):
     out = tmp_path / "search"
     assert main(["evolve", "--supernet", str(tmp_path / "sn" / "last.pt"), "--flops", "10K", "--out", str(out)]) == 2
     assert "--flops" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_stops_with_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import torch
+
+    real_save, calls = torch.save, []
+
+    def save(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) > 1:  # the first checkpoint is written, the second finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    out = tmp_path / "sn"
+    assert _train(out, "--epochs", "2") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "No space left on device" in err and "previous checkpoint is intact" in err
+    kept = torch.load(out / "last.pt", weights_only=True)
+    assert kept["step"] == kept["steps_per_epoch"]  # the end of the first epoch
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".last.pt")) == []  # no temp file left
+
+
+def test_finalize_tune_and_analyze_refuse_a_run_folder_without_resume_or_force(tmp_path, capsys):
+    (tmp_path / "final.yaml").write_text("kept: true\n")
+    arch = tmp_path / "arch.yaml"
+    assert main(["sample", "--config", DIGITS, "--out", str(arch)]) == 0
+    import torch
+
+    from psvit_nas import ArchSpec, PSViT
+
+    torch.save(PSViT.from_spec(ArchSpec.from_yaml(arch)).state_dict(), tmp_path / "model.pt")
+    commands = [["finalize", "--search", str(tmp_path / "nowhere")], ["tune", "--arch", str(arch), "--data", "digits"],
+                ["analyze", "--arch", str(arch), "--weights", str(tmp_path / "model.pt"), "--data", "digits"]]
+    capsys.readouterr()
+    for command in commands:
+        assert main([*command, "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "already holds a run" in err and "--force" in err, (command, err)
+    assert (tmp_path / "final.yaml").read_text() == "kept: true\n"

@@ -78,8 +78,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     add_run_folder_args(p, "continue from OUT/last.pt")
 
 
-def add_run_folder_args(p: argparse.ArgumentParser, resume_help: str) -> None:
-    p.add_argument("--resume", action="store_true", help=resume_help)
+def add_run_folder_args(p: argparse.ArgumentParser, resume_help: str | None) -> None:
+    """--resume (unless `resume_help` is None: a command with nothing to continue) and --force."""
+    if resume_help is not None:
+        p.add_argument("--resume", action="store_true", help=resume_help)
     p.add_argument("--force", action="store_true", help="start over in an OUT that holds a run (the old one is "
                    "moved aside to OUT.old-<time>, never deleted)")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..space import ArchSpec
-from .common import add_bn_batches_arg, add_data_args, cache_config, command, loader_workers
+from .common import add_bn_batches_arg, add_data_args, add_run_folder_args, cache_config, command, loader_workers
 
 def load_weights(path: str, spec: ArchSpec):
     """A PSViT for `spec` with the weights of an exported .safetensors or .pt file, or a standalone training
@@ -96,14 +96,16 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
     from ..analysis import analyze, write_report
     from ..data import EvalBatches, load_images
+    from ..io import run_folder
 
     spec = ArchSpec.from_yaml(args.arch)
     model = inherited_or_standalone(args, spec)
     val_set = load_images(args.data, "val", spec.space, args.data_dir, cache_config(args))
-    first = torch.utils.data.Subset(val_set, range(min(args.images, len(val_set))))
-    images = torch.cat([x for x, _ in EvalBatches(first, spec.space.image_size)])
-    result = analyze(model, images, args.threshold)
-    write_report(result, args.out)
+    with run_folder(args.out, force=args.force):
+        first = torch.utils.data.Subset(val_set, range(min(args.images, len(val_set))))
+        images = torch.cat([x for x, _ in EvalBatches(first, spec.space.image_size)])
+        result = analyze(model, images, args.threshold)
+        write_report(result, args.out)
     share = result["adjacent_share_above"]
     print(f"{len(result['layers'])} attention layers, {result['images']} validation images: "
           f"{result['adjacent_above']} of {result['adjacent_pairs']} adjacent layer pairs "
@@ -133,7 +135,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="model.safetensors or model.pt from export, or a train checkpoint")
     p.add_argument("--supernet", help="a train-supernet checkpoint; the spec's path is analysed")
     add_data_args(p)
-    p.add_argument("--out", default=".", help="folder for attention_similarity.png/.json")
+    p.add_argument("--out", required=True, help="folder for attention_similarity.png/.json")
     p.add_argument("--images", type=int, default=64, help="fixed validation images analysed")
     p.add_argument("--threshold", type=float, default=0.8)
+    add_run_folder_args(p, None)
     add_bn_batches_arg(p)

@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
+from ..io import run_folder
 from ..space import ArchSpec
-from .common import add_cache_args, cache_config, command
+from .common import add_cache_args, add_run_folder_args, cache_config, command
 
 
 def _setup(args: argparse.Namespace) -> dict:
@@ -25,7 +26,9 @@ def cmd_finalize(args: argparse.Namespace) -> None:
     from ..tune import finalize, load_recipe
 
     recipe = load_recipe(args.recipe) if args.recipe else None
-    finalize(args.search, args.topk, _setup(args), args.out, recipe, args.resume, args.ray_address)
+    setup = _setup(args)
+    with run_folder(args.out, args.resume, args.force):
+        finalize(args.search, args.topk, setup, args.out, recipe, args.resume, args.ray_address)
 
 
 @command("tune")
@@ -44,7 +47,9 @@ def cmd_tune(args: argparse.Namespace) -> None:
         n = len(load_images(args.data, "train", spec.space, args.data_dir, cache_config(args)))
         holdout = min(n // 10, 10_000)
         fitness = {"data": args.data, "data_dir": args.data_dir, "holdout": holdout, "size": holdout}
-    tune_recipe(spec, fitness, args.samples, _setup(args), args.out, args.resume, args.ray_address, args.arch)
+    setup = _setup(args)
+    with run_folder(args.out, args.resume, args.force):
+        tune_recipe(spec, fitness, args.samples, setup, args.out, args.resume, args.ray_address, args.arch)
 
 
 def _add_trial_args(p: argparse.ArgumentParser) -> None:
@@ -55,7 +60,7 @@ def _add_trial_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus-per-trial", type=int, default=1, help="CPU threads per trial (a GPU each, if any)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ray-address", default=None, help="Ray cluster address, e.g. auto (default: start locally)")
-    p.add_argument("--resume", action="store_true", help="continue the experiment in OUT (Tune's restore)")
+    add_run_folder_args(p, "continue the experiment in OUT (Tune's restore)")
     add_cache_args(p)
 
 
