@@ -138,3 +138,17 @@ def test_ddp_two_ranks_accumulate_several_paths_identically(sampler, tmp_path):
     row = json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()[-1])
     assert len(set(row["path_digests"])) == 1 and len(set(row["weight_digests"])) == 1
     assert len(row["weight_digests"]) == 2
+
+
+def test_ddp_ranks_all_stop_with_one_line_when_rank0_cannot_build_the_image_cache(tmp_path):
+    (tmp_path / "not-a-folder").write_text("")  # the cache cannot be made under a file
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29543",
+         "-m", "psvit_nas.cli", "train-supernet", "--config", str(SPACES / "digits.yaml"), "--out",
+         str(tmp_path / "ddp"), "--epochs", "1", "--cache", "on", "--cache-dir", str(tmp_path / "not-a-folder")],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)  # not the process group's 30 minutes
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("psvit-nas train-supernet: error:")]
+    assert proc.returncode != 0 and len(ours) == 2, proc.stderr[-2000:]
+    assert "cannot write the image cache" in ours[0] + ours[1] and "rank 0 could not build" in ours[0] + ours[1]
+    assert "Traceback" not in "\n".join(line for line in proc.stderr.splitlines() if "psvit_nas" in line)

@@ -155,8 +155,24 @@ def cached(source: Dataset, name: str, split: str, space: SearchSpace, cfg: Cach
     distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     if not distributed:
         return _open_or_build(source, folder, size, cfg.workers)
-    images = _open_or_build(source, folder, size, cfg.workers) if dist.get_rank() == 0 else None
-    dist.barrier()
+    return _built_by_rank0(source, folder, size, cfg.workers)
+
+
+def _built_by_rank0(source: Dataset, folder: Path, size: int, workers: int) -> CachedImages:
+    """Under DDP rank 0 builds the cache and tells the others whether it could: a failure ends every rank at
+    once with one line, not at the process group's timeout."""
+    images, failure = None, None
+    if dist.get_rank() == 0:
+        try:
+            images = _open_or_build(source, folder, size, workers)
+        except Exception as err:  # every rank must hear of it before rank 0 raises it
+            failure = err
+    message = [None if failure is None else str(failure)]
+    dist.broadcast_object_list(message, src=0)  # the barrier that also carries rank 0's outcome
+    if failure is not None:
+        raise failure
+    if message[0] is not None:
+        raise ConfigError(None, "--cache-dir", f"rank 0 could not build the image cache: {message[0]}")
     return images or CachedImages(folder)
 
 
