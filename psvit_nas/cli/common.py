@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Callable
 
+from ..errors import ConfigError
 from ..space import parse_budget
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
@@ -76,6 +78,19 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile each cell (regional: a new path "
                    "reuses compiled cells)")
     add_run_folder_args(p, "continue from OUT/last.pt")
+
+
+def check_numbers(args: argparse.Namespace, positive: tuple[str, ...] = (), at_least_0: tuple[str, ...] = (),
+                  share: tuple[str, ...] = ()) -> None:
+    """Numeric options that are finite and positive, >= 0, or a share in [0, 1] (those the command has and the
+    user set): one line naming the option otherwise."""
+    for names, ok, expected in ((positive, lambda v: v > 0, "a positive number"),
+                                (at_least_0, lambda v: v >= 0, "0 or more"),
+                                (share, lambda v: 0 <= v <= 1, "a share between 0 and 1")):
+        for name in names:
+            value = getattr(args, name, None)
+            if value is not None and not (math.isfinite(value) and ok(value)):
+                raise ConfigError(None, f"--{name.replace('_', '-')}", f"expected {expected}, got {value}")
 
 
 def add_run_folder_args(p: argparse.ArgumentParser, resume_help: str | None) -> None:

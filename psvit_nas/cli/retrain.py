@@ -6,7 +6,7 @@ import argparse
 from ..errors import ConfigError
 from ..io import run_folder
 from ..space import ArchSpec
-from .common import add_cache_args, add_run_folder_args, cache_config, command
+from .common import add_cache_args, add_run_folder_args, cache_config, check_numbers, command
 
 
 def _setup(args: argparse.Namespace) -> dict:
@@ -25,6 +25,7 @@ def _setup(args: argparse.Namespace) -> dict:
 def cmd_finalize(args: argparse.Namespace) -> None:
     from ..tune import finalize, load_recipe
 
+    check_numbers(args, positive=("topk",))
     recipe = load_recipe(args.recipe) if args.recipe else None
     setup = _setup(args)
     with run_folder(args.out, args.resume, args.force):

@@ -5,7 +5,7 @@ import argparse
 
 from ..errors import ConfigError
 from ..space import parse_budget
-from .common import add_bn_batches_arg, add_cache_args, add_run_folder_args, cache_config, command
+from .common import add_bn_batches_arg, add_cache_args, add_run_folder_args, cache_config, check_numbers, command
 
 @command("evolve")
 def cmd_evolve(args: argparse.Namespace) -> None:
@@ -14,6 +14,7 @@ def cmd_evolve(args: argparse.Namespace) -> None:
     from ..io import run_folder
     from ..latency import LatencyTable, parse_latency
 
+    check_numbers(args, positive=("population", "generations"), share=("mutation_prob",))
     if not (args.flops or args.latency or (args.strategy == "nsga2" and args.latency_table)):
         raise ConfigError(None, "--flops/--latency", "give a MACs budget (--flops 1.3G), a latency budget "
                           "(--latency 25ms --latency-table lut.json), or both")

@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import ConfigError
 from ..samplers import SAMPLERS
 from ..space import Arch, ArchSpec, SearchSpace, parse_budget
-from .common import add_train_args, cache_config, command, loader_workers
+from .common import add_train_args, cache_config, check_numbers, command, loader_workers
 
 def _train_config(args: argparse.Namespace, space: SearchSpace):
     from ..data import Augment
@@ -20,11 +19,10 @@ def _train_config(args: argparse.Namespace, space: SearchSpace):
     for name in ("mixup", "cutmix", "label_smoothing", "random_erasing"):
         if getattr(args, name) is not None:
             setattr(aug, name, getattr(args, name))
-    if args.checkpoint_every_steps < 0:
-        raise ConfigError(None, "--checkpoint-every-steps", f"expected 0 (off) or a positive step count, got "
-                          f"{args.checkpoint_every_steps}")
-    if not 0 <= getattr(args, "distill_weight", 0.5) <= 1:
-        raise ConfigError(None, "--distill-weight", f"expected a share between 0 and 1, got {args.distill_weight}")
+    check_numbers(args, positive=("epochs", "batch_size", "lr"),
+                  at_least_0=("min_lr", "weight_decay", "warmup_epochs", "clip_grad", "save_every", "workers",
+                              "checkpoint_every_steps", "mixup", "cutmix", "label_smoothing", "sandwich_k"),
+                  share=("distill_weight", "random_erasing", "ema"))
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
                        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                        clip_grad=args.clip_grad or None, ema=args.ema, amp=args.amp, seed=args.seed,

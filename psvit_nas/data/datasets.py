@@ -135,6 +135,10 @@ def _image_folder(root: Path, split: str, transform: Callable | None, channels: 
     folder = root / split
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir()) if folder.is_dir() else []
     samples = [(p, i) for i, c in enumerate(classes) for p in _list_images(folder / c)]
+    empty = [c for i, c in enumerate(classes) if not any(label == i for _, label in samples)]
+    if samples and empty and split == "train":  # a class the model could never learn
+        raise ConfigError(str(folder / empty[0]), "--data", f"class folder has no images ({len(empty)} of "
+                          f"{len(classes)} classes are empty)")
     return ImageList(samples, classes, transform, channels)
 
 

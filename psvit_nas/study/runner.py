@@ -56,6 +56,7 @@ def run_trials(jobs: list[Job], setup: Setup, ray_address: str | None = None,
     trainable = tune.with_resources(tune.with_parameters(_trial, setup=setup), {"cpu": setup.threads, "gpu": gpu})
     with ray_session(ray_address):
         grid = tune.Tuner(trainable, param_space={"job": tune.grid_search([asdict(j) for j in jobs])},
+                          tune_config=tune.TuneConfig(reuse_actors=True),  # no torch import per job
                           run_config=tune.RunConfig(name=f"jobs-{time.strftime('%Y%m%d-%H%M%S')}",
                                                     storage_path=str(Path(setup.work) / "ray"), verbose=0,
                                                     callbacks=[Progress()])).fit()
