@@ -244,7 +244,9 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
         else None
     kind = "supernet" if supernet else "model"
     done, path_digest, last, running = 0, "", {}, (0.0, 0, 0.0)
-    if resume:
+    if resume and not (out / "last.pt").is_file():  # stopped before its first checkpoint: nothing to continue
+        print(f"psvit-nas: no checkpoint in {out} yet; starting from step 0", file=sys.stderr)
+    elif resume:
         state = load_checkpoint(out / "last.pt", space)
         if state.get("kind") != kind or state.get("arch") != (str(arch) if arch else None):
             raise ConfigError(str(out / "last.pt"), "kind", f"checkpoint holds a {state.get('kind')}, "

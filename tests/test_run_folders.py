@@ -98,3 +98,13 @@ def test_finalize_tune_and_analyze_refuse_a_run_folder_without_resume_or_force(t
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "already holds a run" in err and "--force" in err, (command, err)
     assert (tmp_path / "final.yaml").read_text() == "kept: true\n"
+
+
+def test_resume_before_the_first_checkpoint_starts_from_step_0(tmp_path, capsys):
+    """Killed before it wrote anything to continue: --resume runs it whole instead of failing."""
+    out = tmp_path / "sn"
+    out.mkdir()
+    (out / "config.yaml").write_text("command: psvit-nas train-supernet ...\n")  # what the killed run left
+    assert _train(out, "--resume") == 0
+    assert "no checkpoint in" in capsys.readouterr().err
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1]

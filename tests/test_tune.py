@@ -113,8 +113,8 @@ def test_bad_input_one_line_exit_2(tmp_path, digits_search, capsys):
          "--topk: expected 1.."),
         (["finalize", "--search", str(digits_search), "--recipe", str(bad_recipe), "--out", str(tmp_path / "f3")],
          "recipe.yaml: recipe.momentum: unknown field"),
-        (["finalize", "--search", str(digits_search), "--resume", "--out", str(tmp_path / "f4")],
-         "no Ray Tune experiment to resume"),
+        (["finalize", "--search", str(digits_search), "--epochs", "0", "--out", str(tmp_path / "f4")],
+         "--epochs: expected a positive number of epochs"),
         (["tune", "--arch", str(SPACES / "deit_tiny.yaml"), "--out", str(tmp_path / "t")],
          "fitness_set: this spec records no held-out training images"),
     ]

@@ -8,6 +8,7 @@ every generation; a resumed search reaches the same result as an uninterrupted o
 from __future__ import annotations
 
 import json
+import sys
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -99,8 +100,11 @@ class Search:
 
     # ----- the run ----------------------------------------------------------------------
     def run(self, resume: bool = False) -> list[Record]:
-        if resume:
+        if resume and (self.out / "search_state.json").is_file():
             self._load()
+        elif resume:  # stopped before its first generation was saved: nothing to continue
+            print(f"psvit-nas: no saved search in {self.out} yet; starting from the first generation",
+                  file=sys.stderr)
         population = [Arch.parse(a) for a in self.state.population]
         for generation in range(self.state.generation + 1, self.cfg.generations):
             if generation == 0:
@@ -210,8 +214,6 @@ class Search:
 
     def _load(self) -> None:
         path = self.out / "search_state.json"
-        if not path.is_file():
-            raise ConfigError(str(path), None, "no saved search to resume")
         data = json.loads(path.read_text())
         config = self._config()
         changed = sorted(k for k in set(data["config"]) | set(config) if data["config"].get(k) != config.get(k))

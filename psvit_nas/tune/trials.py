@@ -8,6 +8,8 @@ first re-reports the epochs it had done. ASHA stops the clearly worse trials at 
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,8 +104,10 @@ def run_experiment(param_space: dict[str, Any], samples: int, setup: TrialSetup,
 
     out = Path(out).resolve()
     experiment = out / "tune"
-    if resume and not tune.Tuner.can_restore(str(experiment)):
-        raise ConfigError(str(out), None, "no Ray Tune experiment to resume here")
+    if resume and not tune.Tuner.can_restore(str(experiment)):  # stopped before Tune saved it: start it
+        print(f"psvit-nas: no Ray Tune experiment in {out} yet; starting it", file=sys.stderr)
+        resume = False
+        shutil.rmtree(experiment, ignore_errors=True)
     if not resume and experiment.exists():
         raise ConfigError(str(out), None, "already holds an experiment; add --resume to continue it, or choose "
                           "another --out")
