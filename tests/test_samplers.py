@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import pytest
+
+from psvit_nas.errors import ConfigError
 import torch
 import torch.nn.functional as F
 
@@ -119,9 +121,9 @@ def test_distill_weight_outside_zero_to_one_is_refused(tmp_path, capsys):
 
 
 def test_unknown_sampler_and_a_range_fair_cannot_fill(tmp_path):
-    with pytest.raises(Exception, match="--sampler"):
+    with pytest.raises(ConfigError, match="--sampler"):
         make_sampler("greedy", DIGITS, 0)
-    with pytest.raises(Exception, match="--flops-range"):
+    with pytest.raises(ConfigError, match="--flops-range"):
         FairSampler(DIGITS, 0, (parse_budget("1.0M"), parse_budget("1.01M")), tries=20)(0)
 
 

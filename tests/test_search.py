@@ -56,7 +56,9 @@ def test_evolution_beats_random_search_on_a_known_optimum(tmp_path):
             cfg = SearchConfig(strategy=strategy, population=30, generations=8, topk=8, max_macs=1.3e9, seed=seed)
             search = Search(TINY, cfg, _target_score(TINY, target), tmp_path / f"{strategy}{seed}")
             history = search.run()
-            assert len(history) == cfg.evaluations or strategy == "evolution"
+            # random search draws every candidate anew; evolution scores a repeated child once (its cache)
+            assert len(history) == cfg.evaluations if strategy == "random" else \
+                cfg.population <= len(history) <= cfg.evaluations
             best[strategy] = search.best.fitness
         wins += best["evolution"] > best["random"]
     assert wins == 3

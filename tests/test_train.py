@@ -1,5 +1,6 @@
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -142,6 +143,17 @@ def test_flops_range_restricts_paths_and_an_empty_range_fails(tmp_path, capsys):
     code = main(["train-supernet", "--config", DIGITS, "--out", str(tmp_path / "ok"), "--epochs", "1",
                  "--flops-range", "0.5M", "1.2M"])
     assert code == 0
+    # the run's sampler (as config.yaml records it) draws every path inside the range, none outside
+    import yaml
+
+    from psvit_nas.samplers import make_sampler
+
+    cfg = yaml.safe_load((tmp_path / "ok" / "config.yaml").read_text())["train"]
+    assert cfg["flops_range"] == [0.5e6, 1.2e6]
+    space = SearchSpace.from_yaml(DIGITS)
+    sampler, table = make_sampler("uniform", space, cfg["seed"], cfg["flops_range"]), space.cost_table
+    assert all(0.5e6 <= table.macs(path) <= 1.2e6 for step in range(200) for path in sampler(step))
+    assert any(not 0.5e6 <= table.macs(space.sample(random.Random(i))) <= 1.2e6 for i in range(200))
 
 
 def test_checkpoint_from_another_space_is_refused(tmp_path, capsys):
