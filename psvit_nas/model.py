@@ -1,20 +1,24 @@
 """`PSViT`: a standalone model built from an architecture spec."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
+import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .nn import Pool1d, Pool2d, Stem, layer_norm, make_cell
 from .space import ArchSpec, SearchSpace
 
 
 class Trunk(nn.Module):
-    """What every subnet of a space shares: stem, token pooling, final norm and head."""
+    """What every subnet of a space shares: stem, token pooling, final norm and head. `drop_path_rate`: the
+    stochastic depth of the last cell; it rises linearly from 0 over the cell positions, as in DeiT."""
 
-    def __init__(self, space: SearchSpace) -> None:
+    def __init__(self, space: SearchSpace, drop_path_rate: float = 0.0) -> None:
         super().__init__()
-        self.space = space
+        self.space, self.drop_path_rate, self.grad_checkpointing = space, drop_path_rate, False
         widths = [s.width for s in space.stages]
         shapes = space.token_shapes
         self.stem = Stem(space.in_chans, widths[0], space.patch_size, space.tokens(0) - int(space.has_cls),
@@ -26,18 +30,39 @@ class Trunk(nn.Module):
         self.head = nn.Linear(widths[-1], space.num_classes)
         self.apply(init_weights)
 
-    def _cell_args(self, stage: int) -> tuple:
-        s = self.space.stages[stage]
-        return s.width, s.heads, s.mlp_ratio, self.space.token_shapes[stage], self.space.has_cls
+    def _cell_args(self, stage: int, index: int) -> tuple:
+        """make_cell's arguments for cell `index` of `stage`."""
+        s, cells = self.space.stages[stage], [st.cells for st in self.space.stages]
+        position = sum(cells[:stage]) + index
+        rate = self.drop_path_rate * position / max(1, sum(cells) - 1)
+        return s.width, s.heads, s.mlp_ratio, self.space.token_shapes[stage], self.space.has_cls, rate
 
     def _features(self, x: Tensor, cells: Sequence[Sequence[nn.Module]], maps: list[Tensor] | None) -> Tensor:
         x = self.stem(x)
+        checkpointed = self.grad_checkpointing and self.training and maps is None and torch.is_grad_enabled()
         for s, stage in enumerate(cells):
             if s:
                 x = self.pools[s - 1](x)
             for cell in stage:
-                x = cell(x, maps)
+                x = checkpoint(cell, x, use_reentrant=False) if checkpointed else cell(x, maps)
         return self.norm(x)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters trained without weight decay, as each module declares them (position embedding, CLS
+        token, LSLA's tables); `train.param_groups` adds every 1-D tensor (biases, norms), as timm does."""
+        return {f"{prefix}.{name}" for prefix, module in self.named_modules() if module is not self
+                and hasattr(module, "no_weight_decay") for name in module.no_weight_decay()}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each cell's activations in the backward pass instead of storing them (less memory, the same
+        gradients)."""
+        self.grad_checkpointing = enable
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new, freshly initialised head for `num_classes` (fine-tuning on another dataset)."""
+        self.head = nn.Linear(self.head.in_features, num_classes)
+        init_weights(self.head)
+        self.space = replace(self.space, num_classes=num_classes)
 
     def forward_head(self, x: Tensor) -> Tensor:
         """Classify from the CLS token (1-D pooling) or the mean token (2-D pooling)."""
@@ -47,18 +72,22 @@ class Trunk(nn.Module):
 class PSViT(Trunk):
     """A PSViT model for one architecture (timm style: `forward_features`, `forward_head`)."""
 
-    def __init__(self, spec: ArchSpec) -> None:
-        super().__init__(spec.space)
+    def __init__(self, spec: ArchSpec, drop_path_rate: float = 0.0) -> None:
+        super().__init__(spec.space, drop_path_rate)
         self.spec = spec
         self.stages = nn.ModuleList(
-            nn.ModuleList(make_cell(choice, *self._cell_args(s)) for choice in stage)
+            nn.ModuleList(make_cell(choice, *self._cell_args(s, i)) for i, choice in enumerate(stage))
             for s, stage in enumerate(spec.arch.stages))
         self.stages.apply(init_weights)
 
     @classmethod
-    def from_spec(cls, spec: ArchSpec) -> "PSViT":
+    def from_spec(cls, spec: ArchSpec, drop_path_rate: float = 0.0) -> "PSViT":
         """A freshly initialised model for `spec`."""
-        return cls(spec)
+        return cls(spec, drop_path_rate)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        super().reset_classifier(num_classes)
+        self.spec = ArchSpec(self.space, self.spec.arch, dict(self.spec.metrics))
 
     def forward_features(self, x: Tensor, maps: list[Tensor] | None = None) -> Tensor:
         """Tokens after the final norm; with a `maps` list, every layer's attention map is appended to it."""

@@ -12,11 +12,11 @@ from .space import Arch, SearchSpace
 class Supernet(Trunk):
     """Weight-sharing supernet. The architecture is an argument: `supernet(x, arch)` is re-entrant."""
 
-    def __init__(self, space: SearchSpace) -> None:
-        super().__init__(space)
+    def __init__(self, space: SearchSpace, drop_path_rate: float = 0.0) -> None:
+        super().__init__(space, drop_path_rate)
         self.stages = nn.ModuleList(
-            nn.ModuleList(nn.ModuleDict({c: make_cell(c, *self._cell_args(s)) for c in stage.choices})
-                          for _ in range(stage.cells))
+            nn.ModuleList(nn.ModuleDict({c: make_cell(c, *self._cell_args(s, i)) for c in stage.choices})
+                          for i in range(stage.cells))
             for s, stage in enumerate(space.stages))
         self.stages.apply(init_weights)
 

@@ -143,10 +143,12 @@ class Dist:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on biases, norms, embeddings, scales and position-bias tables (timm convention)."""
+    """No weight decay on what the model's `no_weight_decay()` names and on every 1-D tensor (biases, norms),
+    as timm's optimizer factory does."""
+    skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", "_bias", "scale")) else decay).append(p)
+        (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

@@ -75,6 +75,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-every", type=int, default=0, help="also keep epochN.pt every N epochs")
     p.add_argument("--checkpoint-every-steps", type=int, default=0, help="also write last.pt every N steps "
                    "inside an epoch; --resume continues from that step (default 0: at epoch ends only)")
+    p.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth of the last cell, rising "
+                   "linearly from 0 over the cells as in DeiT (0.1 for DeiT-Tiny; default 0: off)")
+    p.add_argument("--grad-checkpointing", action="store_true", help="recompute each cell's activations in the "
+                   "backward pass: less memory, the same gradients")
     p.add_argument("--compile", action="store_true", help="torch.compile each cell (regional: a new path "
                    "reuses compiled cells)")
     add_run_folder_args(p, "continue from OUT/last.pt")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import ConfigError
 from ..samplers import SAMPLERS
 from ..space import Arch, ArchSpec, SearchSpace, parse_budget
 from .common import add_train_args, cache_config, check_numbers, command, loader_workers
@@ -19,10 +20,10 @@ def _train_config(args: argparse.Namespace, space: SearchSpace):
     for name in ("mixup", "cutmix", "label_smoothing", "random_erasing"):
         if getattr(args, name) is not None:
             setattr(aug, name, getattr(args, name))
-    check_numbers(args, positive=("epochs", "batch_size", "lr"),
+    check_numbers(args, positive=("epochs", "batch_size", "lr"), share=("distill_weight", "random_erasing", "ema",
+                                                                        "drop_path"),
                   at_least_0=("min_lr", "weight_decay", "warmup_epochs", "clip_grad", "save_every", "workers",
-                              "checkpoint_every_steps", "mixup", "cutmix", "label_smoothing", "sandwich_k"),
-                  share=("distill_weight", "random_erasing", "ema"))
+                              "checkpoint_every_steps", "mixup", "cutmix", "label_smoothing", "sandwich_k"))
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
                        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                        clip_grad=args.clip_grad or None, ema=args.ema, amp=args.amp, seed=args.seed,
@@ -52,8 +53,11 @@ def cmd_train_supernet(args: argparse.Namespace) -> None:
     from ..supernet import Supernet
 
     space = SearchSpace.from_yaml(args.config)
+    _train_config(args, space)  # bad options fail before the model is built
     torch.manual_seed(args.seed)
-    _fit(args, Supernet(space), space, None, args.search_holdout)
+    model = Supernet(space, args.drop_path)
+    model.set_grad_checkpointing(args.grad_checkpointing)
+    _fit(args, model, space, None, args.search_holdout)
 
 
 @command("train")
@@ -62,11 +66,22 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     from ..model import PSViT
 
+    from .models import load_weights
+
     spec = ArchSpec.from_yaml(args.arch)
     if args.recipe:
         _apply_recipe(args)
+    _train_config(args, spec.space)  # bad options fail before the model is built
+    if args.num_classes is not None and args.num_classes < 1:
+        raise ConfigError(None, "--num-classes", f"expected a positive number, got {args.num_classes}")
     torch.manual_seed(args.seed)
-    _fit(args, PSViT.from_spec(spec), spec.space, spec.arch, 0)
+    model = PSViT.from_spec(spec, args.drop_path)
+    if args.weights:  # fine-tuning an exported model
+        model.load_state_dict(load_weights(args.weights, spec).state_dict())
+    if args.num_classes:
+        model.reset_classifier(args.num_classes)
+    model.set_grad_checkpointing(args.grad_checkpointing)
+    _fit(args, model, model.space, spec.arch, 0)
 
 
 def _apply_recipe(args: argparse.Namespace) -> None:
@@ -83,8 +98,8 @@ def _apply_recipe(args: argparse.Namespace) -> None:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """This group's subcommands and their arguments."""
-    p = sub.add_parser("train-supernet", help="train a supernet (SPOS: one uniform path per step, or the "
-                       "FairNAS, sandwich or FLOPs-prior samplers, --sampler)")
+    p = sub.add_parser("train-supernet", help="train a weight-sharing supernet, one sampled set of paths per "
+                       "step (--sampler: SPOS's uniform path, FairNAS, sandwich, FLOPs prior)")
     p.add_argument("--config", required=True, help="search space YAML")
     add_train_args(p)
     p.add_argument("--flops-range", nargs=2, metavar=("MIN", "MAX"), help="sample only paths in this MACs range")
@@ -100,8 +115,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "distillation from the largest path, the rest cross-entropy on the labels (1: BigNAS's pure "
                    "in-place distillation)")
 
-    p = sub.add_parser("train", help="train a standalone model from scratch")
+    p = sub.add_parser("train", help="train a standalone model from scratch, or fine-tune exported weights")
     p.add_argument("--arch", required=True, help="architecture spec YAML")
+    p.add_argument("--weights", help="start from these weights (model.safetensors or model.pt from export)")
+    p.add_argument("--num-classes", type=int, help="a new, freshly initialised head for this many classes "
+                   "(fine-tuning on another dataset)")
     p.add_argument("--recipe", help="recipe.yaml from psvit-nas tune: its values replace the defaults of the "
                    "options not given")
     add_train_args(p)

@@ -147,6 +147,10 @@ class LSLAttention(nn.Module):
         nn.init.trunc_normal_(self.inner_bias, std=0.02)
         self.proj = nn.Linear(dim, dim)
 
+    def no_weight_decay(self) -> set[str]:
+        """Its per-head tables (scale and biases) train without weight decay, like position embeddings."""
+        return {"scale", "inner_bias", "outer_bias"}
+
     def forward(self, x: Tensor, return_attn: bool = False) -> tuple[Tensor, Tensor]:
         q = split_heads(self.q(x), self.heads)
         kv = split_heads(x, self.heads)

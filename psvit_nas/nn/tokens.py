@@ -17,6 +17,9 @@ class Stem(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + int(cls_token), dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed"} | ({"cls_token"} if self.cls_token is not None else set())
+
     def forward(self, x: Tensor) -> Tensor:
         x = self.proj(x).flatten(2).transpose(1, 2)
         if self.cls_token is not None:
