@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from psvit_nas.cli import main
+from psvit_nas.cli.study import rerun_args
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = {"--data": str(ROOT.parent / "shared" / "data" / "tiny-imagenet-100"),
@@ -14,5 +15,5 @@ DEFAULTS = {"--data": str(ROOT.parent / "shared" / "data" / "tiny-imagenet-100")
 if __name__ == "__main__":
     argv = sys.argv[1:]
     defaults = [part for option, value in DEFAULTS.items() if option not in argv for part in (option, value)]
-    shown = " ".join(["python scripts/study_ranking.py", *(a for a in argv if a != "--report-only")])
+    shown = " ".join(["python scripts/study_ranking.py", *rerun_args(argv)])
     sys.exit(main(["study", *argv, *defaults, "--command-line", shown]))

@@ -415,3 +415,10 @@ def test_a_supernet_whose_checkpoint_is_gone_is_trained_again_when_a_ranker_need
     assert ran[0] == ["supernet-uniform"]
     assert sorted(ran[1]) == sorted([f"proxy-{p}" for p in ("synflow", "naswot", "grad_norm", "snip", "dss")]
                                     + ["finetune-uniform"])
+
+
+def test_the_report_shows_the_command_that_continues_the_whole_study():
+    from psvit_nas.cli.study import rerun_args
+
+    argv = ["study", "--out", "x", "--stages", "retrain", "probe", "--epochs", "3", "--report-only"]
+    assert rerun_args(argv) == ["study", "--out", "x", "--epochs", "3"]

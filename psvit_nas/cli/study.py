@@ -39,6 +39,16 @@ def _settings(args: argparse.Namespace):
                          seeds=tuple(args.seeds), samplers=tuple(args.samplers), stages=tuple(args.stages))
 
 
+def rerun_args(argv: list[str]) -> list[str]:
+    """The arguments that continue the whole study: without --report-only and without a --stages choice."""
+    out, skipping = [], False
+    for arg in argv:
+        skipping = arg == "--stages" or (skipping and not arg.startswith("--"))
+        if not skipping and arg != "--report-only":
+            out.append(arg)
+    return out
+
+
 @command("study")
 def cmd_study(args: argparse.Namespace) -> None:
     from ..io import atomic_write_text, run_folder
@@ -60,7 +70,7 @@ def cmd_study(args: argparse.Namespace) -> None:
             study.run()
         result = analyse(study)
         atomic_write_text(Path(settings.out) / "study.json", json.dumps(result, indent=1))
-        line = args.command_line or shlex.join(["psvit-nas", *(a for a in args.argv if a != "--report-only")])
+        line = args.command_line or shlex.join(["psvit-nas", *rerun_args(args.argv)])
         write_results(Path(settings.results), result, study, line)
     print(f"wrote {settings.results} and {Path(settings.out) / 'study.json'}")
 
