@@ -81,6 +81,7 @@ def _three_classes(root):
     return str(root)
 
 
+@pytest.mark.slow
 def test_fine_tune_exported_weights_on_three_classes(tmp_path, capsys):
     spec = DIGITS.spec(DIGITS.sample(random.Random(0)))
     spec.to_yaml(tmp_path / "arch.yaml")

@@ -146,6 +146,7 @@ assert not any(m.startswith("psvit_nas") for m in sys.modules)
 
 @pytest.mark.parametrize("space,arch", [(DIGITS, EVERY_CHOICE),
                                         (ONE_D, Arch((("share", "reattn"), ("lsla", "layer"))))])
+@pytest.mark.slow
 def test_onnx_and_pt2_give_the_model_logits_without_psvit_nas(tmp_path, space, arch):
     """DESIGN.md invariant 8, for every cell choice, 2-D and 1-D pooling, at a batch size not exported with."""
     model = PSViT.from_spec(space.spec(arch)).eval()
@@ -166,6 +167,7 @@ def test_onnx_and_pt2_give_the_model_logits_without_psvit_nas(tmp_path, space, a
         assert got.shape == expected.shape and np.abs(got - expected).max() <= 1e-4, fmt
 
 
+@pytest.mark.slow
 def test_export_command_formats_and_bench(tmp_path, capsys):
     spec_path = tmp_path / "arch.yaml"
     DIGITS.spec(EVERY_CHOICE).to_yaml(spec_path)

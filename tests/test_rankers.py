@@ -125,6 +125,7 @@ def _records(folder, n=6):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ranker", RANKERS)
 def test_evolve_with_every_ranker(tmp_path, supernet, ranker, capsys):
     extra = {"calibrated": ["--records", str(_records(tmp_path / "records"))],

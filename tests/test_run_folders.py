@@ -100,6 +100,7 @@ def test_finalize_tune_and_analyze_refuse_a_run_folder_without_resume_or_force(t
     assert (tmp_path / "final.yaml").read_text() == "kept: true\n"
 
 
+@pytest.mark.slow
 def test_resume_before_the_first_checkpoint_starts_from_step_0(tmp_path, capsys):
     """Killed before it wrote anything to continue: --resume runs it whole instead of failing."""
     out = tmp_path / "sn"

@@ -127,6 +127,7 @@ def test_unknown_sampler_and_a_range_fair_cannot_fill(tmp_path):
         FairSampler(DIGITS, 0, (parse_budget("1.0M"), parse_budget("1.01M")), tries=20)(0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["fair", "sandwich"])
 def test_ddp_two_ranks_accumulate_several_paths_identically(sampler, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -142,6 +143,7 @@ def test_ddp_two_ranks_accumulate_several_paths_identically(sampler, tmp_path):
     assert len(row["weight_digests"]) == 2
 
 
+@pytest.mark.slow
 def test_ddp_ranks_all_stop_with_one_line_when_rank0_cannot_build_the_image_cache(tmp_path):
     (tmp_path / "not-a-folder").write_text("")  # the cache cannot be made under a file
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -89,6 +89,7 @@ def test_search_resumed_after_a_kill_matches_an_uninterrupted_one(tmp_path, supe
     assert len(lines) == len(full.state.history) and "fitness" in json.loads(lines[0])
 
 
+@pytest.mark.slow
 def test_ray_backend_matches_local_and_survives_a_killed_actor(tmp_path, supernet, monkeypatch):
     ray = pytest.importorskip("ray")
     monkeypatch.setenv("RAY_worker_niceness", "0")  # as cluster.start_ray: actors at normal priority

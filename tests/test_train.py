@@ -24,6 +24,7 @@ def _metrics(run):
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_supernet_training_on_real_images_learns(tiny_imagenet_dir, tmp_path):
     space = SearchSpace.from_yaml(SPACES / "tiny_imagenet.yaml")
     aug = Augment.preset("auto", space.image_size)
@@ -60,6 +61,7 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert _metrics(tmp_path / "cut")[0]["weight_digests"] == _metrics(tmp_path / "full")[1]["weight_digests"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_resume_inside_an_epoch_matches_uninterrupted_run(sampler, tmp_path, monkeypatch):
     """DESIGN.md invariant 7: a checkpoint written mid-epoch resumes to the same weights, under every sampler."""
@@ -102,6 +104,7 @@ def test_standalone_training_and_eval(tmp_path, capsys):
     assert {"top1", "top5", "loss", "images_per_s"} <= set(result)
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_ranks_share_paths_and_weights(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
@@ -189,6 +192,7 @@ def test_augmentation_flags_override_the_preset(tmp_path):
     assert augment["randaugment"] is True
 
 
+@pytest.mark.slow
 def test_compiled_cells_compute_what_eager_cells_compute():
     """--compile: each cell compiled on its own gives the eager supernet's outputs and gradients."""
     from psvit_nas.samplers import PathSampler
@@ -235,6 +239,7 @@ def uninterrupted(tmp_path_factory):
     return _final_digest(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(15, 143), (2, 130)])  # SIGTERM, SIGINT
 def test_a_signal_stops_training_with_a_checkpoint_and_resume_is_exact(tmp_path, uninterrupted, signum, code):
     """Preemption: the step in flight finishes, is checkpointed, the run exits 143 / 130 with one line, and

@@ -124,7 +124,7 @@ def run_experiment(param_space: dict[str, Any], samples: int, setup: TrialSetup,
             scheduler = ASHAScheduler(time_attr="epoch", max_t=setup.epochs, reduction_factor=2,
                                       grace_period=setup.grace_epochs or max(1, setup.epochs // 2))
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune.TuneConfig(
-                metric="score", mode="max", num_samples=samples, scheduler=scheduler,
+                metric="score", mode="max", num_samples=samples, scheduler=scheduler, reuse_actors=True,
                 search_alg=tune.search.BasicVariantGenerator(points_to_evaluate=points,
                                                              random_state=setup.seed)),
                 run_config=tune.RunConfig(name="tune", storage_path=str(out), verbose=1,
