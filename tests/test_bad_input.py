@@ -74,7 +74,7 @@ def _recipe(tmp: Path, text: str) -> str:
     return _write(tmp / "recipe.yaml", text)
 
 
-TRAIN = ["train-supernet", "--config", DIGITS, "--epochs", "1"]
+TRAIN = ["train-supernet", "--config", DIGITS, "--epochs", "1", "--workers", "0"]
 FIT = ["train", "--data", "digits", "--epochs", "1"]
 
 # (id, argv built in a temporary folder, words the one line must hold)

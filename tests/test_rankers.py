@@ -132,11 +132,11 @@ def test_evolve_with_every_ranker(tmp_path, supernet, ranker, capsys):
              "finetune": ["--finetune-steps", "2"]}.get(ranker, [])
     out = tmp_path / "search"
     assert main(["evolve", "--supernet", supernet, "--flops", "1.2M", "--out", str(out), "--population", "4",
-                 "--generations", "2", "--topk", "2", "--fitness", ranker, "--bn-batches", "1", *extra]) == 0
+                 "--generations", "1", "--topk", "2", "--fitness", ranker, "--bn-batches", "1", *extra]) == 0
     best = ArchSpec.from_yaml(out / "best.yaml")
     assert best.metrics["ranker"] == ranker and best.metrics["macs"] <= 1.2e6
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
-    assert 4 <= len(history) <= 8 and all(math.isfinite(h["fitness"]) for h in history)
+    assert len(history) == 4 and all(math.isfinite(h["fitness"]) for h in history)
     assert best.metrics["fitness"] == max(h["fitness"] for h in history)
     assert f"best: {ranker} fitness" in capsys.readouterr().out
 
