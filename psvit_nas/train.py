@@ -197,16 +197,16 @@ def _weights_digest(model: nn.Module) -> str:
     return _digest("".join(f"{p.detach().double().sum().item():.10e}" for p in model.parameters()))
 
 
-def compile_cells(model: nn.Module) -> None:
+def compile_cells(model: nn.Module, backend: str = "inductor") -> None:
     """Regional `torch.compile`: each cell module (and the stem) compiled on its own, so that a new
     supernet path reuses the cells compiled for earlier paths instead of recompiling the network."""
     cells = [module for stage in model.stages for cell in stage
              for module in (cell.values() if isinstance(cell, nn.ModuleDict) else [cell])]
     # every cell runs the same Block code on its own weights and shapes: one compiled variant per cell
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 2 * len(cells))
-    model.stem.compile(dynamic=False)
+    model.stem.compile(dynamic=False, backend=backend)
     for module in cells:
-        module.compile(dynamic=False)
+        module.compile(dynamic=False, backend=backend)
 
 
 def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Dataset, cfg: TrainConfig,
