@@ -29,3 +29,14 @@ def tiny_imagenet_dir() -> Path:
     if not path or not Path(path).is_dir():
         pytest.skip("PSVIT_NAS_TEST_DATA is not set to the tiny-imagenet-10 folder")
     return Path(path)
+
+
+@pytest.fixture(scope="session")
+def supernet(tmp_path_factory) -> str:
+    """A digits supernet (3 epochs, 200 training images held out for the search), trained once per session."""
+    from psvit_nas.cli import main
+
+    out = tmp_path_factory.mktemp("sn")
+    assert main(["train-supernet", "--config", str(SPACES / "digits.yaml"), "--out", str(out), "--epochs", "3",
+                 "--search-holdout", "200"]) == 0
+    return str(out / "last.pt")

@@ -94,14 +94,6 @@ def test_leave_one_out_never_sees_the_row_it_predicts():
 
 
 # ----- with a supernet ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def supernet(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sn")
-    assert main(["train-supernet", "--config", str(SPACES / "digits.yaml"), "--out", str(out), "--epochs", "1",
-                 "--search-holdout", "200"]) == 0
-    return str(out / "last.pt")
-
-
 def test_the_finetune_ranker_leaves_the_supernet_bit_identical(supernet):
     net, _ = load_supernet(supernet)
     batches, calib = FitnessSet("digits", "data", 200, 100, 2, 64).load(DIGITS)

@@ -13,14 +13,6 @@ DIGITS = SearchSpace.from_yaml(SPACES / "digits.yaml")
 TINY = SearchSpace.from_yaml(SPACES / "psvit_2d_tiny.yaml")
 
 
-@pytest.fixture(scope="module")
-def supernet(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sn")
-    assert main(["train-supernet", "--config", str(SPACES / "digits.yaml"), "--out", str(out), "--epochs", "3",
-                 "--search-holdout", "200"]) == 0
-    return str(out / "last.pt")
-
-
 def _target_score(space, target):
     """Synthetic fitness with a known optimum: the share of cells that match `target`."""
     flat = [c for stage in target.stages for c in stage]
