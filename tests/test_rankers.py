@@ -13,7 +13,8 @@ from torch import nn
 from conftest import SPACES
 from psvit_nas import ArchSpec, SearchSpace
 from psvit_nas.cli import main
-from psvit_nas.search import Evaluator, FitnessSet, load_supernet
+from psvit_nas.search import Evaluator, FitnessSet
+from psvit_nas.train import load_supernet
 from psvit_nas.search.proxies import dss, grad_norm, naswot, snip, synflow
 from psvit_nas.search.rankers import RANKERS, FinetuneRanker, ProxyRanker, Ridge, leave_one_out
 

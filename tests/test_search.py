@@ -7,7 +7,8 @@ import torch
 from conftest import SPACES
 from psvit_nas import ArchSpec, SearchSpace
 from psvit_nas.cli import main
-from psvit_nas.search import Evaluator, FitnessSet, Search, SearchConfig, evolve, load_supernet
+from psvit_nas.search import Evaluator, FitnessSet, Search, SearchConfig, evolve
+from psvit_nas.train import load_supernet
 
 DIGITS = SearchSpace.from_yaml(SPACES / "digits.yaml")
 TINY = SearchSpace.from_yaml(SPACES / "psvit_2d_tiny.yaml")

@@ -296,7 +296,8 @@ def test_schedule_check_and_learning_curves_from_records(tmp_path):
 
 def test_supernet_checkpoints_are_scored_as_they_are_and_never_trained_further(tmp_path):
     """Fitness at each checkpoint, fine-tuning and the proxies read the supernet and never change it."""
-    from psvit_nas.search import Evaluator, FitnessSet, fitness_set_for, load_supernet
+    from psvit_nas.search import Evaluator, FitnessSet, fitness_set_for
+    from psvit_nas.train import load_supernet
     from psvit_nas.search.proxies import PROXIES
     from psvit_nas.search.rankers import ProxyRanker
     from psvit_nas.study import Study, StudySettings

@@ -9,7 +9,6 @@ from typing import Sequence
 from ..errors import ConfigError
 from . import deploy, models, quickstart, retrain, search, space, study, train
 from .common import COMMANDS
-from .models import load_weights
 
 
 def _version() -> str:
@@ -51,4 +50,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["build_parser", "load_weights", "main"]
+__all__ = ["build_parser", "main"]

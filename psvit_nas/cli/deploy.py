@@ -81,7 +81,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         run, what, device = (lambda: session.run(None, feed)), f"ONNX Runtime ({args.onnx})", "cpu"
     else:
         from ..model import PSViT
-        from .models import load_weights
+        from ..train import load_weights
 
         device = _device(args.device)
         model = (load_weights(args.weights, spec) if args.weights else PSViT.from_spec(spec)).to(device).eval()

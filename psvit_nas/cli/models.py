@@ -9,32 +9,6 @@ from ..errors import ConfigError
 from ..space import ArchSpec
 from .common import add_bn_batches_arg, add_data_args, add_run_folder_args, cache_config, command, loader_workers
 
-def load_weights(path: str, spec: ArchSpec):
-    """A PSViT for `spec` with the weights of an exported .safetensors or .pt file, or a standalone training
-    checkpoint."""
-    import torch
-
-    from ..export import read_safetensors
-    from ..model import PSViT
-    from ..train import load_checkpoint
-
-    model = PSViT.from_spec(spec)
-    try:
-        state = read_safetensors(path)[0] if path.endswith(".safetensors") else \
-            torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ConfigError(path, None, "weights file not found") from None
-    except Exception as err:
-        raise ConfigError(path, None, f"not a readable weights file ({err.__class__.__name__})") from None
-    if isinstance(state, dict) and "model" in state and "space" in state:
-        state = load_checkpoint(path, spec.space)["model"]
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as err:
-        raise ConfigError(path, "weights", f"do not fit the architecture in the spec "
-                          f"({str(err).splitlines()[0]})") from None
-    return model
-
 
 def _fitness_set(spec: ArchSpec, checkpoint: dict, args: argparse.Namespace):
     """The images a spec was scored on (from its best.yaml record), else the supernet's held-out images."""
@@ -47,7 +21,8 @@ def _fitness_set(spec: ArchSpec, checkpoint: dict, args: argparse.Namespace):
 
 def _inherited_model(args: argparse.Namespace, spec: ArchSpec):
     """The spec's path of the supernet in args.supernet, BatchNorm recalibrated as in the search."""
-    from ..search import inherited_model, load_supernet
+    from ..search import inherited_model
+    from ..train import load_supernet
 
     net, checkpoint = load_supernet(args.supernet)
     if net.space != spec.space:
@@ -61,6 +36,8 @@ def inherited_or_standalone(args: argparse.Namespace, spec: ArchSpec):
     """The model named by --weights (standalone) or --supernet (inherited weights)."""
     if bool(args.weights) == bool(args.supernet):
         raise ConfigError(None, "--weights/--supernet", "give exactly one of --weights and --supernet")
+    from ..train import load_weights
+
     return _inherited_model(args, spec) if args.supernet else load_weights(args.weights, spec)
 
 

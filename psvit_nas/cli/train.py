@@ -66,7 +66,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     from ..model import PSViT
 
-    from .models import load_weights
+    from ..train import load_weights
 
     spec = ArchSpec.from_yaml(args.arch)
     if args.recipe:

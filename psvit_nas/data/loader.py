@@ -7,9 +7,12 @@ as uint8 and is augmented (training) or centre-cropped and normalised (evaluatio
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -32,6 +35,22 @@ def base_and_indices(dataset: Dataset) -> tuple[Dataset, list[int]]:
     return dataset, list(range(len(dataset)))
 
 
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """torch's, Python's and NumPy's global RNGs seeded for the block (timm's RandAugment draws from the last
+    two), their states restored after."""
+    state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            random.setstate(state[0])
+            np.random.set_state(state[1])
+
+
 class _SeededItems(Dataset):
     """Items keyed by (index, seed): the per-image transform runs under its own seed."""
 
@@ -46,8 +65,7 @@ class _SeededItems(Dataset):
         x, y = self.base[index]
         if self.transform is None:
             return x, y
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
+        with seeded(seed):
             return self.transform(x), y
 
 
@@ -66,14 +84,18 @@ class _EpochBatches:
 
 class TrainLoader:
     """The training batches of each epoch on `device`: a shuffled order fixed by (seed, epoch), sharded
-    over ranks, and augmentation seeded by (seed, rank, step). `epoch(e, start)` resumes at any step."""
+    over ranks, and augmentation seeded by (seed, rank, step). `epoch(e, start)` resumes at any step.
+
+    With `repeats` > 1, DeiT's repeated augmentation: each image of the shuffled order `repeats` times in a row,
+    consecutive copies on consecutive ranks, the epoch as long as without repeats (DeiT's `RASampler`); every
+    copy is augmented with its own draws."""
 
     def __init__(self, dataset: Dataset, batch_size: int, augment: BatchAugment, device: torch.device,
                  seed: int = 0, rank: int = 0, world: int = 1, per_image: Callable | None = None,
-                 workers: int = 0) -> None:
+                 workers: int = 0, repeats: int = 1) -> None:
         self.base, self.indices = base_and_indices(dataset)
         self.batch_size, self.augment, self.device = batch_size, augment, device
-        self.seed, self.rank, self.world = seed, rank, world
+        self.seed, self.rank, self.world, self.repeats = seed, rank, world, repeats
         self.steps = len(self.indices) // (batch_size * world)
         self.direct = isinstance(self.base, CachedImages) and per_image is None
         self.sampler = _EpochBatches()
@@ -87,6 +109,7 @@ class TrainLoader:
     def order(self, epoch: int) -> Tensor:
         """This rank's dataset indices for `epoch`, steps x batch_size of them."""
         perm = torch.randperm(len(self.indices), generator=torch.Generator().manual_seed(self.seed + epoch))
+        perm = perm.repeat_interleave(self.repeats)
         used = perm[: self.steps * self.batch_size * self.world][self.rank::self.world]
         return torch.as_tensor(self.indices)[used]
 
@@ -97,8 +120,9 @@ class TrainLoader:
             raw: Iterator = ((self.base.images.index_select(0, idx), self.base.labels.index_select(0, idx))
                              for idx in order)
         else:
-            seed = (self.seed * 100_003 + epoch) * 1_000_003
-            self.sampler.batches = [[(i, seed + i) for i in idx.tolist()] for idx in order]
+            places = torch.arange(start * self.batch_size, self.steps * self.batch_size).view_as(order)
+            seeds = (self.seed * 100_003 + epoch) * 1_000_003 + places * self.world + self.rank  # one per copy
+            self.sampler.batches = [list(zip(idx.tolist(), s.tolist())) for idx, s in zip(order, seeds)]
             raw = iter(self.loader)
         first = epoch * self.steps + start
         for step, (x, y) in enumerate(raw, first):

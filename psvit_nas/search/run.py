@@ -18,25 +18,13 @@ from ..io import atomic_write_text
 from ..latency import LatencyTable
 from ..space import Arch, format_macs
 from ..supernet import Supernet
-from ..train import load_checkpoint
+from ..train import load_supernet
 from .backends import LocalBackend, RayBackend
 from .cache import FitnessCache
 from .evolution import Search, SearchConfig
 from .fitness import Evaluator, FitnessSet, file_digest
 from .rankers import FINETUNE_STEPS, make_ranker
 from .report import plot_pareto, plot_progress, summary
-
-
-def load_supernet(path: str | Path) -> tuple[Supernet, dict]:
-    """The Supernet stored in a train-supernet checkpoint, and the checkpoint."""
-    from ..space import SearchSpace
-
-    state = load_checkpoint(path)
-    if state.get("kind") != "supernet":
-        raise ConfigError(str(path), "kind", f"expected a supernet checkpoint, got a {state.get('kind')} checkpoint")
-    net = Supernet(SearchSpace.from_dict(state["space"], source=str(path)))
-    net.load_state_dict(state["model"])
-    return net, state
 
 
 def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str | Path, backend: str = "local",

@@ -221,7 +221,8 @@ def _fill(setup: Setup, job: Job, scorer) -> dict[str, Any]:
 
 def _evaluator(setup: Setup, job: Job):
     """The job's supernet checkpoint and its fitness images, as a `search.Evaluator`."""
-    from ..search import Evaluator, fitness_set_for, load_supernet
+    from ..search import Evaluator, fitness_set_for
+    from ..train import load_supernet
 
     how = VARIANTS[job.variant]
     checkpoint = setup.folder(job.supernet) / (f"epoch{job.epochs}.pt" if job.epochs else "last.pt")
@@ -247,7 +248,7 @@ def correct(model: torch.nn.Module, batches: EvalBatches) -> str:
 def checkpoint_hits(setup: Setup, job: Job, batches: EvalBatches) -> str | None:
     """Per-image hits of a retraining's checkpoint (for records written before they were kept); None when
     there is no checkpoint or the current model no longer loads it (a layer changed shape since)."""
-    from ..cli.models import load_weights
+    from ..train import load_weights
 
     checkpoint = setup.folder(job) / "last.pt"
     if not checkpoint.is_file():

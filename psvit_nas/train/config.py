@@ -1,0 +1,30 @@
+"""The training loop's settings, with their defaults (the command line's defaults come from here)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64              # per process
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    clip_grad: float | None = 5.0
+    ema: float | None = None
+    amp: str = "auto"                 # auto: bf16 autocast on CUDA only
+    seed: int = 0
+    workers: int = 0
+    save_every: int = 0
+    checkpoint_every_steps: int = 0
+    compile: bool = False
+    repeated_aug: int = 1             # DeiT's repeated augmentation: each image this many times per epoch
+    val_archs: int = 3
+    sampler: str = "uniform"
+    sandwich_k: int = 2
+    distill_weight: float = 0.5       # sandwich students: this share of the loss on the largest path, the rest labels
+    flops_range: tuple[float, float] | None = None
+    augment: dict[str, Any] = field(default_factory=dict)
