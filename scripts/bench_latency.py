@@ -90,7 +90,8 @@ def main() -> None:
           f"{'noise: in 10%':>15}{'med':>7}")
     for name, threads, build_s, median_ms, plain, pred, noise, scale in rows:
         print(f"{name:<16}{threads:>8}{build_s:>9.0f}{median_ms:>10.2f}{scale:>7.3f}"
-              f"{100 * plain['within_10pct']:>12.0f}%{100 * plain['median_error']:>8.1f}%{100 * plain['p90_error']:>6.1f}%"
+              f"{100 * plain['within_10pct']:>12.0f}%{100 * plain['median_error']:>8.1f}%"
+              f"{100 * plain['p90_error']:>6.1f}%"
               f"{100 * pred['within_10pct']:>13.0f}%{100 * pred['median_error']:>8.1f}%{100 * pred['p90_error']:>6.1f}%"
               f"{100 * noise['within_10pct']:>14.0f}%{100 * noise['median_error']:>6.1f}%")
     print("\nWhat a MACs budget misses (predicted latency; budgets: medians of uniform samples; both searches "

@@ -189,7 +189,7 @@ def test_augmentation_flags_override_the_preset(tmp_path):
                  "--mixup", "0", "--label-smoothing", "0.2", "--batch-size", "256"]) == 0
     augment = yaml.safe_load((tmp_path / "config.yaml").read_text())["train"]["augment"]
     assert augment["mixup"] == 0 and augment["cutmix"] == 1.0 and augment["label_smoothing"] == 0.2
-    assert augment["randaugment"] is True
+    assert augment["randaugment"] == "rand-m9-mstd0.5-inc1"
 
 
 @pytest.mark.slow

@@ -55,32 +55,47 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
+    """The training loop's options, their defaults `TrainConfig`'s."""
+    from ..data.augment import DEIT_RANDAUGMENT, PRESETS
+    from ..train import TrainConfig
+
+    d = TrainConfig()
     add_data_args(p)
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64, help="per process")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--min-lr", type=float, default=1e-5)
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
-    p.add_argument("--clip-grad", type=float, default=5.0, help="max gradient norm (0: off)")
-    p.add_argument("--ema", type=float, default=None, help="EMA decay of the weights, e.g. 0.9998 (default off)")
-    p.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast (auto: on CUDA)")
-    p.add_argument("--augment", default="auto", help="auto | none | light | deit (auto: by image size)")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (per --lr-batch images if given)")
+    p.add_argument("--lr-batch", type=int, default=d.lr_batch, help="scale --lr linearly with the global batch: "
+                   "lr x batch x processes / LR_BATCH (DeiT: 512; default: --lr as given)")
+    p.add_argument("--min-lr", type=float, default=d.min_lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    p.add_argument("--clip-grad", type=float, default=d.clip_grad, help="max gradient norm (0: off)")
+    p.add_argument("--ema", type=float, default=d.ema, help="EMA decay of the weights, e.g. 0.9998 (default off)")
+    p.add_argument("--amp", choices=["auto", "on", "off"], default=d.amp, help="bf16 autocast (auto: on CUDA)")
+    p.add_argument("--augment", default="auto", help=f"{' | '.join(PRESETS)} (auto: deit from 160 px, light from "
+                   "32 px, else none)")
     p.add_argument("--mixup", type=float, help="mixup alpha (0: off), overriding the --augment preset")
     p.add_argument("--cutmix", type=float, help="cutmix alpha (0: off), overriding the preset")
     p.add_argument("--label-smoothing", type=float, help="overriding the preset")
     p.add_argument("--random-erasing", type=float, help="probability, overriding the preset")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-every", type=int, default=0, help="also keep epochN.pt every N epochs")
-    p.add_argument("--checkpoint-every-steps", type=int, default=0, help="also write last.pt every N steps "
-                   "inside an epoch; --resume continues from that step (default 0: at epoch ends only)")
+    p.add_argument("--randaugment", help=f"timm's RandAugment config, e.g. {DEIT_RANDAUGMENT} (DeiT's), overriding "
+                   "the preset ('': off)")
+    p.add_argument("--repeated-aug", type=int, default=d.repeated_aug, help="DeiT's repeated augmentation: each "
+                   "image this many times per epoch, each copy augmented on its own (DeiT: 3; default 1: off)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--save-every", type=int, default=d.save_every, help="also keep epochN.pt every N epochs")
+    p.add_argument("--checkpoint-every-steps", type=int, default=d.checkpoint_every_steps, help="also write "
+                   "last.pt every N steps inside an epoch; --resume continues from that step (default 0: at epoch "
+                   "ends only)")
     p.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth of the last cell, rising "
                    "linearly from 0 over the cells as in DeiT (0.1 for DeiT-Tiny; default 0: off)")
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute each cell's activations in the "
                    "backward pass: less memory, the same gradients")
     p.add_argument("--compile", action="store_true", help="torch.compile each cell (regional: a new path "
                    "reuses compiled cells)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved settings (recipe, presets and "
+                   "options applied) as YAML and exit without training")
     add_run_folder_args(p, "continue from OUT/last.pt")
 
 

@@ -23,7 +23,8 @@ def _setup(args: argparse.Namespace) -> dict:
 
 @command("finalize")
 def cmd_finalize(args: argparse.Namespace) -> None:
-    from ..tune import finalize, load_recipe
+    from ..train.recipe import load_recipe
+    from ..tune import finalize
 
     check_numbers(args, positive=("topk",))
     recipe = load_recipe(args.recipe) if args.recipe else None

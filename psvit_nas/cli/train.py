@@ -10,29 +10,20 @@ from ..space import Arch, ArchSpec, SearchSpace, parse_budget
 from .common import add_train_args, cache_config, check_numbers, command, loader_workers
 
 def _train_config(args: argparse.Namespace, space: SearchSpace):
-    from ..data import Augment
-    from ..train import TrainConfig
+    """The loop's settings from the command line (`train.recipe.train_config`), bad values refused first."""
+    from ..data.augment import check_randaugment
+    from ..train.recipe import train_config
 
+    check_numbers(args, positive=("epochs", "batch_size", "lr", "lr_batch", "repeated_aug"),
+                  share=("distill_weight", "random_erasing", "ema", "drop_path"),
+                  at_least_0=("min_lr", "weight_decay", "warmup_epochs", "clip_grad", "save_every", "workers",
+                              "checkpoint_every_steps", "mixup", "cutmix", "label_smoothing", "sandwich_k"))
     flops_range = None
     if getattr(args, "flops_range", None):
         flops_range = tuple(parse_budget(v, field_name="--flops-range") for v in args.flops_range)
-    aug = Augment.preset(args.augment, space.image_size)
-    for name in ("mixup", "cutmix", "label_smoothing", "random_erasing"):
-        if getattr(args, name) is not None:
-            setattr(aug, name, getattr(args, name))
-    check_numbers(args, positive=("epochs", "batch_size", "lr"), share=("distill_weight", "random_erasing", "ema",
-                                                                        "drop_path"),
-                  at_least_0=("min_lr", "weight_decay", "warmup_epochs", "clip_grad", "save_every", "workers",
-                              "checkpoint_every_steps", "mixup", "cutmix", "label_smoothing", "sandwich_k"))
-    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
-                       weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-                       clip_grad=args.clip_grad or None, ema=args.ema, amp=args.amp, seed=args.seed,
-                       workers=loader_workers(args), save_every=args.save_every,
-                       checkpoint_every_steps=args.checkpoint_every_steps, compile=args.compile,
-                       val_archs=getattr(args, "val_archs", 1), sampler=getattr(args, "sampler", "uniform"),
-                       sandwich_k=getattr(args, "sandwich_k", 2),
-                       distill_weight=getattr(args, "distill_weight", 0.5), flops_range=flops_range,
-                       augment=aug.to_dict())
+    if args.randaugment:
+        check_randaugment(args.randaugment, None, "--randaugment")
+    return train_config(space, {**vars(args), "workers": loader_workers(args), "flops_range": flops_range})
 
 
 def _fit(args: argparse.Namespace, model, space: SearchSpace, arch: Arch | None, holdout: int | None) -> None:
@@ -53,7 +44,8 @@ def cmd_train_supernet(args: argparse.Namespace) -> None:
     from ..supernet import Supernet
 
     space = SearchSpace.from_yaml(args.config)
-    _train_config(args, space)  # bad options fail before the model is built
+    if _checked_or_printed(args, space):
+        return
     torch.manual_seed(args.seed)
     model = Supernet(space, args.drop_path)
     model.set_grad_checkpointing(args.grad_checkpointing)
@@ -65,15 +57,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
     from ..model import PSViT
-
     from ..train import load_weights
 
     spec = ArchSpec.from_yaml(args.arch)
     if args.recipe:
         _apply_recipe(args)
-    _train_config(args, spec.space)  # bad options fail before the model is built
     if args.num_classes is not None and args.num_classes < 1:
         raise ConfigError(None, "--num-classes", f"expected a positive number, got {args.num_classes}")
+    if _checked_or_printed(args, spec.space):
+        return
     torch.manual_seed(args.seed)
     model = PSViT.from_spec(spec, args.drop_path)
     if args.weights:  # fine-tuning an exported model
@@ -84,15 +76,31 @@ def cmd_train(args: argparse.Namespace) -> None:
     _fit(args, model, model.space, spec.arch, 0)
 
 
-def _apply_recipe(args: argparse.Namespace) -> None:
-    """Take the recipe's values for every option left at its default (options given explicitly win)."""
-    from ..tune import load_recipe
+def _checked_or_printed(args: argparse.Namespace, space: SearchSpace) -> bool:
+    """Refuse bad options before the model is built; with --print-config, print what the run would use (the
+    loop's settings, and the model's drop path) and say so."""
+    from dataclasses import asdict
 
-    defaults = argparse.ArgumentParser()
-    add_train_args(defaults)
-    default = vars(defaults.parse_args(["--out", "."]))
+    import yaml
+
+    cfg = _train_config(args, space)
+    if args.print_config:
+        print(yaml.safe_dump({"train": asdict(cfg), "model": {"drop_path": args.drop_path}}, sort_keys=False), end="")
+    return args.print_config
+
+
+def _apply_recipe(args: argparse.Namespace) -> None:
+    """Take the recipe's values for every option not given on the command line (options given win, even when
+    they equal the default, e.g. --drop-path 0 against DeiT's 0.1)."""
+    from ..train.recipe import load_recipe
+
+    given = argparse.ArgumentParser(add_help=False)
+    add_train_args(given)
+    unset = object()
+    given.set_defaults(**{key: unset for key in vars(args)})
+    explicit = {k for k, v in vars(given.parse_known_args(args.argv[1:])[0]).items() if v is not unset}
     for key, value in load_recipe(args.recipe).items():
-        if getattr(args, key) == default[key]:
+        if hasattr(args, key) and key not in explicit:  # optimizer, schedule: what the loop does, no option
             setattr(args, key, value)
 
 
@@ -120,6 +128,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="start from these weights (model.safetensors or model.pt from export)")
     p.add_argument("--num-classes", type=int, help="a new, freshly initialised head for this many classes "
                    "(fine-tuning on another dataset)")
-    p.add_argument("--recipe", help="recipe.yaml from psvit-nas tune: its values replace the defaults of the "
-                   "options not given")
+    p.add_argument("--recipe", help="a recipe file (recipes/deit.yaml, or recipe.yaml from psvit-nas tune): its "
+                   "values replace the defaults of the options not given")
     add_train_args(p)

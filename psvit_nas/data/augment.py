@@ -7,9 +7,11 @@ are torchvision's batch transforms. Every draw happens with the RNG seeded by th
 step, in a forked RNG state, so a step's augmentation is a pure function of (seed, step,
 batch) and a run resumed at any step continues exactly.
 
-DeiT's RandomResizedCrop and RandAugment stay per image (`per_image_transform`): a batched
-RandAugment would apply one op sequence to the whole batch and change its semantics. They
-run in the loader's workers, seeded per (epoch, image), which keeps resume exact too.
+DeiT's RandomResizedCrop (bicubic) and RandAugment stay per image (`per_image_transform`): a
+batched RandAugment would apply one op sequence to the whole batch and change its semantics.
+RandAugment is timm's, the one DeiT trains with (`rand-m9-mstd0.5-inc1`: two of timm's
+increasing-severity ops, each with probability 1/2, magnitude 9 of 10 with noise of std 0.5).
+They run in the loader's workers, seeded per (epoch, image copy), which keeps resume exact too.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+from PIL import ImageOps
 from torch import Tensor
 from torchvision.transforms import v2
 
@@ -25,6 +28,8 @@ from ..errors import ConfigError
 from ..space import SearchSpace
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+DEIT_RANDAUGMENT = "rand-m9-mstd0.5-inc1"
+PRESETS = ("auto", "none", "light", "deit")
 
 
 @dataclass
@@ -34,7 +39,7 @@ class Augment:
     random_resized_crop: bool = False
     crop_padding: int = 0
     flip: bool = False
-    randaugment: bool = False
+    randaugment: str = ""             # timm's RandAugment config, e.g. rand-m9-mstd0.5-inc1 ("": off)
     random_erasing: float = 0.0
     mixup: float = 0.0
     cutmix: float = 0.0
@@ -49,14 +54,18 @@ class Augment:
         if name == "light":
             return cls(crop_padding=image_size // 8, flip=True, label_smoothing=0.1)
         if name == "deit":
-            return cls(random_resized_crop=True, flip=True, randaugment=True, random_erasing=0.25, mixup=0.8,
-                       cutmix=1.0, label_smoothing=0.1)
-        raise ConfigError(None, "--augment", f"expected one of auto, none, light, deit; got {name!r}")
+            return cls(random_resized_crop=True, flip=True, randaugment=DEIT_RANDAUGMENT, random_erasing=0.25,
+                       mixup=0.8, cutmix=1.0, label_smoothing=0.1)
+        raise ConfigError(None, "--augment", f"expected one of {', '.join(PRESETS)}; got {name!r}")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.randaugment, bool):  # the settings of runs written before it took timm's config
+            self.randaugment = DEIT_RANDAUGMENT if self.randaugment else ""
 
     @property
     def per_image(self) -> bool:
         """Whether some operation must run per image (in the loader) rather than on the batch."""
-        return self.random_resized_crop or self.randaugment
+        return self.random_resized_crop or bool(self.randaugment)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,12 +141,50 @@ def per_image_transform(aug: Augment, space: SearchSpace) -> Callable | None:
     if not aug.per_image:
         return None
     size = space.image_size
-    ops: list = [v2.RandomResizedCrop(size, antialias=True) if aug.random_resized_crop else v2.CenterCrop(size)]
+    ops: list = [v2.RandomResizedCrop(size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
+                 if aug.random_resized_crop else v2.CenterCrop(size)]
     if aug.flip:
         ops.append(v2.RandomHorizontalFlip())
     if aug.randaugment:
-        ops.append(v2.RandAugment(num_ops=2, magnitude=9))
+        ops.append(TimmRandAugment(aug.randaugment, size, space.in_chans))
     return v2.Compose(ops)
+
+
+def _posterize(img, bits: int, **_):
+    """timm's posterize, with 0 bits (magnitude 10, which the magnitude noise reaches) a black image as
+    Pillow before 10 gave it; newer Pillow refuses 0 bits."""
+    if bits >= 8:
+        return img
+    return img.point(lambda _: 0) if bits < 1 else ImageOps.posterize(img, bits)
+
+
+def check_randaugment(config: str, source: str | None, field: str) -> None:
+    """One line naming `field` (of `source`) when `config` is not a timm RandAugment config string."""
+    try:
+        TimmRandAugment(config, 224)
+    except Exception as err:  # timm raises AssertionError, KeyError or ValueError on a bad string
+        raise ConfigError(source, field, f"{config!r} is not a timm RandAugment config such as "
+                          f"{DEIT_RANDAUGMENT} ({err.__class__.__name__}: {err})") from None
+
+
+class TimmRandAugment:
+    """timm's RandAugment on a uint8 (C, H, W) tensor, through PIL as timm runs it, with DeiT's settings:
+    translations up to 45 % of the image, bicubic, the ImageNet mean as fill."""
+
+    def __init__(self, config: str, image_size: int, channels: int = 3) -> None:
+        from timm.data import rand_augment_transform
+        from timm.data.transforms import str_to_pil_interp
+
+        mean = tuple(round(255 * m) for m in IMAGENET_MEAN) if channels == 3 else 128
+        hparams = {"translate_const": int(image_size * 0.45), "img_mean": mean,
+                   "interpolation": str_to_pil_interp("bicubic")}
+        self.ops = rand_augment_transform(config, hparams)
+        for op in self.ops.ops:
+            if op.aug_fn.__name__ == "posterize":
+                op.aug_fn = _posterize
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return v2.functional.pil_to_tensor(self.ops(v2.functional.to_pil_image(x)))
 
 
 class BatchAugment:

@@ -130,13 +130,12 @@ def run_job(setup: Setup, job: Job) -> dict[str, Any]:
 def _retrain(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
     from ..model import PSViT
     from ..train import fit_on
-    from ..tune import load_recipe
-    from ..tune.recipe import train_config
+    from ..train.recipe import load_recipe, train_config
 
     s, space = setup.settings, setup.space
     epochs = job.epochs or s.epochs
     recipe = load_recipe(job.recipe) if job.recipe else {"lr": s.retrain_lr, "warmup_epochs": min(1.0, epochs / 2)}
-    cfg = train_config(space, recipe, epochs, job.seed, s.batch_size)
+    cfg = train_config(space, {"batch_size": s.batch_size, **recipe, "epochs": epochs, "seed": job.seed})
     cfg.checkpoint_every_steps = CHECKPOINT_EVERY
     spec = space.spec(Arch.parse(job.arch))
     torch.manual_seed(job.seed)

@@ -10,6 +10,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64              # per process
     lr: float = 1e-3
+    lr_batch: int | None = None       # lr is per this many images of global batch (DeiT: 512); None: as given
     min_lr: float = 1e-5
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
@@ -28,3 +29,7 @@ class TrainConfig:
     distill_weight: float = 0.5       # sandwich students: this share of the loss on the largest path, the rest labels
     flops_range: tuple[float, float] | None = None
     augment: dict[str, Any] = field(default_factory=dict)
+
+    def scaled_lr(self, world: int = 1) -> float:
+        """The learning rate at this run's global batch (DeiT's linear scaling rule when `lr_batch` is set)."""
+        return self.lr * self.batch_size * world / self.lr_batch if self.lr_batch else self.lr

@@ -140,10 +140,10 @@ class _Run:
 
     def _optimizer(self) -> None:
         cfg, model = self.cfg, self.model
-        total = self.steps_per_epoch * cfg.epochs
-        self.optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+        total, lr = self.steps_per_epoch * cfg.epochs, cfg.scaled_lr(self.env.world)
+        self.optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_cosine(total, int(cfg.warmup_epochs * self.steps_per_epoch), cfg.min_lr / cfg.lr))
+            self.optimizer, warmup_cosine(total, int(cfg.warmup_epochs * self.steps_per_epoch), cfg.min_lr / lr))
         self.ema = torch.optim.swa_utils.AveragedModel(
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True) \
             if cfg.ema else None
@@ -213,7 +213,8 @@ class _Run:
         self.model.train()
         start = time.perf_counter() - elapsed
         bar = tqdm(self.loader.epoch(epoch, first), total=spe, initial=first, desc=f"epoch {epoch + 1}/"
-                   f"{self.cfg.epochs}", leave=False, disable=not (env.main and sys.stderr.isatty()), dynamic_ncols=True)
+                   f"{self.cfg.epochs}", leave=False, disable=not (env.main and sys.stderr.isatty()),
+                   dynamic_ncols=True)
         for i, (x, y) in enumerate(bar, first):
             step = epoch * spe + i
             loss = self.step(x, y, step, epoch)

@@ -22,7 +22,7 @@ from ..data import CacheConfig, holdout_split, load_images
 from ..errors import ConfigError
 from ..io import atomic_write_text, pyplot, save_figure
 from ..space import ArchSpec
-from .recipe import FIELDS, train_config
+from ..train.recipe import FIELDS, train_config
 
 
 class TrialsFailed(RuntimeError):
@@ -81,8 +81,8 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, root: str) -> None:
                 report(row)
     train_set, held = held_out_split(spec, setup.fitness, setup.cache)
     torch.manual_seed(setup.seed)
-    fit(PSViT.from_spec(spec), spec.space, train_set, held, train_config(spec.space, recipe, setup.epochs,
-                                                                         setup.seed), folder, arch=spec.arch,
+    fit(PSViT.from_spec(spec), spec.space, train_set, held, train_config(
+        spec.space, {**recipe, "epochs": setup.epochs, "seed": setup.seed}), folder, arch=spec.arch,
         resume=resume, run_config={"held_out": setup.fitness, "recipe": recipe}, on_epoch=report)
 
 
