@@ -98,3 +98,14 @@ def test_fine_tune_exported_weights_on_three_classes(tmp_path, capsys):
     model = PSViT.from_spec(spec)
     model.reset_classifier(3)
     assert model.spec.space.num_classes == 3 and model(torch.randn(2, 1, 8, 8)).shape == (2, 3)
+
+
+def test_search_strategies_are_classes_behind_one_interface_and_register_nothing_in_deap():
+    from deap import creator
+
+    from psvit_nas.search.strategies import STRATEGIES, Strategy
+
+    assert not [name for name in vars(creator) if name.startswith("Psvit")]  # no import-time creator types
+    assert set(STRATEGIES) == {"evolution", "random", "nsga2"}
+    for name, cls in STRATEGIES.items():
+        assert issubclass(cls, Strategy) and cls.name == name and cls.propose is not Strategy.propose

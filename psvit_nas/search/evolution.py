@@ -1,4 +1,5 @@
-"""Search strategies over a budget: a genetic algorithm, NSGA-II (DEAP) and random search.
+"""A search over a budget: its settings, the loop over generations, its history and saved state (the
+strategies that propose each generation are in `strategies`).
 
 Every individual ever created satisfies the budget (constrained sampling, then variation
 with rejection and a retry cap, then repair). Fitness values come through `score`, which
@@ -14,20 +15,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from deap import base, creator, tools
+from deap import tools
 
 from ..errors import ConfigError
 from ..io import atomic_write_text
 from ..latency import LatencyTable
 from ..space import Arch, SearchSpace
-
-STRATEGIES = ("evolution", "random", "nsga2")
-
-if not hasattr(creator, "PsvitAccuracy"):
-    creator.create("PsvitAccuracy", base.Fitness, weights=(1.0,))
-    creator.create("PsvitAccuracyMacs", base.Fitness, weights=(1.0, -1.0))
-    creator.create("PsvitIndividual", list, fitness=creator.PsvitAccuracy)
-    creator.create("PsvitParetoIndividual", list, fitness=creator.PsvitAccuracyMacs)
+from .strategies import STRATEGIES, individuals
 
 
 @dataclass
@@ -93,6 +87,7 @@ class Search:
         self.space, self.cfg, self.score, self.out = space, cfg, score, Path(out)
         self.on_generation = on_generation
         self.table = space.cost_table
+        self.strategy = STRATEGIES[cfg.strategy]()
         self.state = SearchState(config=self._config())
         self.rng = random.Random(cfg.seed)
         self.fitness: dict[str, float] = {}
@@ -107,25 +102,22 @@ class Search:
                   file=sys.stderr)
         population = [Arch.parse(a) for a in self.state.population]
         for generation in range(self.state.generation + 1, self.cfg.generations):
-            if generation == 0:
-                population = self._unique([], self.cfg.population, lambda: self._sample())
-            elif self.cfg.strategy == "random":
-                population = self._unique([], self.cfg.population - self.cfg.topk, lambda: self._sample())
-            else:
-                population = self._next_generation(population)
+            population = self.unique([], self.cfg.population, self.sample) if generation == 0 else \
+                self.strategy.propose(self, population)
             self._evaluate(population, generation)
-            if self.cfg.strategy == "nsga2":
-                population = self._nsga2_survivors(population)
+            population = self.strategy.survivors(self, population)
             self.state.generation, self.state.population = generation, [str(a) for a in population]
             self._save()
             if self.on_generation:
                 self.on_generation(generation)
         return self.state.history
 
-    def _sample(self) -> Arch:
+    # ----- what strategies build generations from -------------------------------------------
+    def sample(self) -> Arch:
+        """A uniformly sampled arch inside the budget."""
         return self.space.sample(self.rng, self.cfg.max_macs, self.cfg.min_macs, limits=self.limits)
 
-    def _unique(self, existing: Sequence[Arch], count: int, make: Callable[[], Arch]) -> list[Arch]:
+    def unique(self, existing: Sequence[Arch], count: int, make: Callable[[], Arch]) -> list[Arch]:
         """`count` new archs not in `existing` nor already evaluated (duplicates allowed after many tries)."""
         seen = set(existing) | {Arch.parse(a) for a in self.fitness}
         out: list[Arch] = []
@@ -139,7 +131,7 @@ class Search:
             out.append(arch)
         return out
 
-    def _vary(self, parents: Sequence[Arch]) -> Arch:
+    def vary(self, parents: Sequence[Arch]) -> Arch:
         """A mutated parent or a uniform-crossover child, inside the budget (rejection, then repair)."""
         for _ in range(self.cfg.retries):
             if self.rng.random() < 0.5:
@@ -150,30 +142,9 @@ class Search:
                 return child
         return self.space.repair(child, self.rng, self.cfg.max_macs, self.cfg.min_macs, limits=self.limits)
 
-    def _next_generation(self, population: list[Arch]) -> list[Arch]:
-        if self.cfg.strategy == "nsga2":
-            offspring = self.cfg.population - self.cfg.topk  # as many evaluations as the GA
-            return population + self._unique(population, offspring, lambda: self._vary(population))
-        parents = [Arch.parse(ind[0]) for ind in
-                   tools.selBest(self._individuals(population, creator.PsvitIndividual), self.cfg.topk)]
-        return parents + self._unique(parents, self.cfg.population - self.cfg.topk, lambda: self._vary(parents))
-
-    def _individuals(self, archs: Sequence[Arch], kind) -> list:
-        out = []
-        for arch in archs:
-            ind = kind([str(arch)])
-            ind.fitness.values = (self.fitness[str(arch)],) if kind is creator.PsvitIndividual else \
-                (self.fitness[str(arch)], self.cost_of(arch))
-            out.append(ind)
-        return out
-
     def cost_of(self, arch: Arch) -> float:
         """The cost NSGA-II and the Pareto front trade accuracy against: predicted latency if known, else MACs."""
         return self._predicted.value(arch) if self._predicted else self.table.macs(arch)
-
-    def _nsga2_survivors(self, population: list[Arch]) -> list[Arch]:
-        chosen = tools.selNSGA2(self._individuals(population, creator.PsvitParetoIndividual), self.cfg.population)
-        return [Arch.parse(ind[0]) for ind in chosen]
 
     def _evaluate(self, archs: Sequence[Arch], generation: int) -> None:
         new = list(dict.fromkeys(a for a in archs if str(a) not in self.fitness))
@@ -192,7 +163,7 @@ class Search:
     def pareto_front(self) -> list[Record]:
         """Accuracy-vs-cost (latency or MACs) non-dominated records of everything evaluated (DEAP)."""
         archs = [Arch.parse(r.arch) for r in self.state.history]
-        front = tools.sortNondominated(self._individuals(archs, creator.PsvitParetoIndividual), len(archs),
+        front = tools.sortNondominated(individuals(self, archs, with_cost=True), len(archs),
                                        first_front_only=True)[0]
         keep = {ind[0] for ind in front}
         return sorted((r for r in self.state.history if r.arch in keep),

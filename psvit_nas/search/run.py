@@ -16,7 +16,7 @@ from ..data import CacheConfig
 from ..errors import ConfigError
 from ..io import atomic_write_text
 from ..latency import LatencyTable
-from ..space import Arch, format_macs
+from ..space import Arch, SearchSpace, format_macs
 from ..supernet import Supernet
 from ..train import load_supernet
 from .backends import LocalBackend, RayBackend
@@ -37,19 +37,10 @@ def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str 
     out = Path(out)
     net, _ = load_supernet(supernet_path)
     space = net.space
-    if latency is not None:
-        latency.check_space(space, supernet_path)
-    limits = [latency.limit(cfg.max_latency_ms)] if latency and cfg.max_latency_ms is not None else []
-    space.check_budget(cfg.max_macs, cfg.min_macs, source=supernet_path, limits=limits)
-    if backend == "ray" and ranker != "supernet":
-        raise ConfigError(None, "--backend", f"--fitness {ranker} scores in this process; use --backend local")
+    _check(space, cfg, latency, supernet_path, backend, ranker)
     batches, calib = fitness.load(space, cache)
     scorer = make_ranker(ranker, Evaluator(net, batches, calib), lambda: calib, records, finetune_steps)
-    fitted = [file_digest(Path(records) / p.name) for p in sorted(Path(records).glob("retrain-*.json"))] \
-        if records else []
-    key = hashlib.sha1(json.dumps([file_digest(supernet_path), fitness.to_dict(), ranker, fitted]).encode()
-                       ).hexdigest()[:16]
-    cache = FitnessCache(out / "cache.jsonl", key)
+    cache = FitnessCache(out / "cache.jsonl", _cache_key(supernet_path, fitness, ranker, records))
     runner = LocalBackend(scorer) if backend == "local" else RayBackend(net, batches, calib, ray_address, workers)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(
         {"command": " ".join(sys.argv), "supernet": str(supernet_path), "backend": backend, "fitness": ranker,
@@ -89,6 +80,25 @@ def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str 
     search.timing = {"search_s": time.perf_counter() - start, "evaluation_s": evaluation_s}
     _write_results(search, net, fitness, supernet_path, out, ranker)
     return search
+
+
+def _check(space: SearchSpace, cfg: SearchConfig, latency: LatencyTable | None, supernet_path: str, backend: str,
+           ranker: str) -> None:
+    """One line for a latency table of another space, a budget no architecture fits, or a ranker Ray can't run."""
+    if latency is not None:
+        latency.check_space(space, supernet_path)
+    limits = [latency.limit(cfg.max_latency_ms)] if latency and cfg.max_latency_ms is not None else []
+    space.check_budget(cfg.max_macs, cfg.min_macs, source=supernet_path, limits=limits)
+    if backend == "ray" and ranker != "supernet":
+        raise ConfigError(None, "--backend", f"--fitness {ranker} scores in this process; use --backend local")
+
+
+def _cache_key(supernet_path: str, fitness: FitnessSet, ranker: str, records: str | None) -> str:
+    """What a cached fitness depends on: the supernet, the fitness images, the ranker and its records."""
+    fitted = [file_digest(Path(records) / p.name) for p in sorted(Path(records).glob("retrain-*.json"))] \
+        if records else []
+    return hashlib.sha1(json.dumps([file_digest(supernet_path), fitness.to_dict(), ranker, fitted]).encode()
+                        ).hexdigest()[:16]
 
 
 def _write_results(search: Search, net: Supernet, fitness: FitnessSet, supernet_path: str, out: Path,

@@ -41,58 +41,79 @@ def scatter(result: dict, sampler: str, path: Path) -> bool:
 
 def write_results(path: Path, result: dict, study, command: str) -> None:
     """The markdown report of `result` (see `results.analyse`) and its plots, beside it."""
+    a = study.settings
+    lines = header_section(result, study, command)
+    lines += goals_section(result, a)
+    for scope, entry in result["ranking"].items():
+        lines += ranking_section(scope, entry, a, study.budget)
+    lines += variants_section(result, a)
+    lines += rankers_section(result, a, study.budget)
+    lines += composition_section(result["composition"], a.samplers)
+    lines += archs_section(result, a, path.with_suffix(".png"))
+    lines += winners_section(result["winners"], study.budget)
+    lines += probe_section(result["schedule_probe"], a)
+    lines += progress_section(result, path.with_name(path.stem + "-supernet.png"))
+    lines += curves_section(result, path.with_name(path.stem + "-curves.png"))
+    lines += after_search_section(result["after_search"], a)
+    atomic_write_text(path, "\n".join(lines))
+
+
+def header_section(result: dict, study, command: str) -> list[str]:
+    """How far the study is, the command that continues it, and what was trained and measured how."""
     a, space = study.settings, study.space
     jobs = study.all_jobs()
     done = sum(j in study.records for j in jobs)
     data_text = f"the first {a.classes} classes of `{a.data}`" if Path(a.data).is_dir() else f"`{a.data}`"
     out = Path(a.out).resolve()
     where = out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out
-    lines = ["# Search quality on real images", "",
-             f"Written by `psvit-nas study` from its records in `{where}/records`: "
-             f"**{done} of {len(jobs)} jobs done**; rerun the command to continue:", "",
-             "```bash", command, "```", "",
-             f"Data: {data_text}; space `{space.name}`; every architecture "
-             f"retrained from scratch for {a.epochs} epochs (batch {a.batch_size}, lr {a.retrain_lr}) with seeds "
-             f"{', '.join(map(str, result['seeds']))}"
-             + (f" and scored on the validation images plus {a.gt_holdout} training images per class that its "
-                "training left out (none of them a fitness image)" if a.gt_holdout else "")
-             + f"; supernets trained at equal compute ({a.supernet_epochs} uniform-path epochs' worth of images"
-             + (f"; sandwich students' loss {a.distill_weight:g} distillation, the rest labels" if "sandwich" in
-                a.samplers else "") + f"), {a.holdout} training images held out for fitness. Intervals "
-             "are 90 % percentile bootstrap intervals over architectures.", ""]
-    lines += goals_section(result, a)
-    for scope, entry in result["ranking"].items():
-        title = "across the space" if scope == "all" else \
-            f"inside the window ({format_macs(study.budget)} MACs +-10 %)"
-        lines += [f"## Ranking {title}: {entry['archs']} architectures", ""]
-        if entry["self_tau"]:
-            noise = entry["ceiling"]
-            lines += [f"Ground truth, seed against seed: **Kendall tau {fmt(entry['self_tau'])}**. At this seed "
-                      f"noise a perfect ranker would reach about **tau {fmt(noise['ceiling'])}** against the seeds' "
-                      "mean: the noise ceiling of every tau below (`noise_ceiling` in `psvit_nas/study/stats.py`; "
-                      f"the same model predicts a seed-against-seed tau of {fmt(noise['self'])}).", ""]
-        if (ev := entry["evaluation"]) and ev["observed"] > 0:
-            share = ev["from_images"] / ev["observed"]
-            verdict = "More evaluation images, not more seeds or epochs, is what would reduce it" if share > 0.5 \
-                else ("The larger part is training noise: more seeds per architecture or a longer schedule would "
-                      "reduce it")
-            lines += [f"Where the seed noise comes from ({ev['archs']} architectures with stored per-image hits): "
-                      f"the two seeds disagree on {100 * ev['disagree']:.0f} % of the {ev['images']} evaluation "
-                      f"images, so sampling those images alone gives their top-1 difference a variance of "
-                      f"{ev['from_images']:.2f} points², against {ev['observed']:.2f} measured ({100 * share:.0f} %). "
-                      f"{verdict}.", ""]
-        lines += ["| ranked by | Kendall tau | Spearman rho |", "|---|---|---|"]
-        for name in [*a.samplers, "macs", "params"]:
-            if name in entry:
-                label = f"supernet fitness ({name})" if name in a.samplers else f"{name} alone"
-                lines.append(f"| {label} | {fmt(entry[name]['tau'])} | {fmt(entry[name]['rho'])} |")
-        lines.append("")
-    lines += variants_section(result, a)
-    lines += rankers_section(result, a, study.budget)
-    lines += composition_section(result["composition"], a.samplers)
-    lines += ["## Architectures", "", "| group | MACs | params | " + " | ".join(f"fitness {s}" for s in a.samplers)
-              + " | " + " | ".join(f"seed {s}" for s in result["seeds"]) + " | arch |",
-              "|---|---:|---:|" + "---:|" * (len(a.samplers) + len(result["seeds"])) + "---|"]
+    return ["# Search quality on real images", "",
+            f"Written by `psvit-nas study` from its records in `{where}/records`: "
+            f"**{done} of {len(jobs)} jobs done**; rerun the command to continue:", "",
+            "```bash", command, "```", "",
+            f"Data: {data_text}; space `{space.name}`; every architecture "
+            f"retrained from scratch for {a.epochs} epochs (batch {a.batch_size}, lr {a.retrain_lr}) with seeds "
+            f"{', '.join(map(str, result['seeds']))}"
+            + (f" and scored on the validation images plus {a.gt_holdout} training images per class that its "
+               "training left out (none of them a fitness image)" if a.gt_holdout else "")
+            + f"; supernets trained at equal compute ({a.supernet_epochs} uniform-path epochs' worth of images"
+            + (f"; sandwich students' loss {a.distill_weight:g} distillation, the rest labels" if "sandwich" in
+               a.samplers else "") + f"), {a.holdout} training images held out for fitness. Intervals "
+            "are 90 % percentile bootstrap intervals over architectures.", ""]
+
+
+def ranking_section(scope: str, entry: dict, a, budget: float) -> list[str]:
+    """How each supernet and MACs/params alone rank one group, against the seed noise's ceiling."""
+    title = "across the space" if scope == "all" else f"inside the window ({format_macs(budget)} MACs +-10 %)"
+    lines = [f"## Ranking {title}: {entry['archs']} architectures", ""]
+    if entry["self_tau"]:
+        noise = entry["ceiling"]
+        lines += [f"Ground truth, seed against seed: **Kendall tau {fmt(entry['self_tau'])}**. At this seed "
+                  f"noise a perfect ranker would reach about **tau {fmt(noise['ceiling'])}** against the seeds' "
+                  "mean: the noise ceiling of every tau below (`noise_ceiling` in `psvit_nas/study/stats.py`; "
+                  f"the same model predicts a seed-against-seed tau of {fmt(noise['self'])}).", ""]
+    if (ev := entry["evaluation"]) and ev["observed"] > 0:
+        share = ev["from_images"] / ev["observed"]
+        verdict = "More evaluation images, not more seeds or epochs, is what would reduce it" if share > 0.5 \
+            else ("The larger part is training noise: more seeds per architecture or a longer schedule would "
+                  "reduce it")
+        lines += [f"Where the seed noise comes from ({ev['archs']} architectures with stored per-image hits): "
+                  f"the two seeds disagree on {100 * ev['disagree']:.0f} % of the {ev['images']} evaluation "
+                  f"images, so sampling those images alone gives their top-1 difference a variance of "
+                  f"{ev['from_images']:.2f} points², against {ev['observed']:.2f} measured ({100 * share:.0f} %). "
+                  f"{verdict}.", ""]
+    lines += ["| ranked by | Kendall tau | Spearman rho |", "|---|---|---|"]
+    for name in [*a.samplers, "macs", "params"]:
+        if name in entry:
+            label = f"supernet fitness ({name})" if name in a.samplers else f"{name} alone"
+            lines.append(f"| {label} | {fmt(entry[name]['tau'])} | {fmt(entry[name]['rho'])} |")
+    return lines + [""]
+
+
+def archs_section(result: dict, a, plot: Path) -> list[str]:
+    """Every architecture with all seeds retrained: cost, fitness per supernet, top-1 per seed; the scatter."""
+    lines = ["## Architectures", "", "| group | MACs | params | " + " | ".join(f"fitness {s}" for s in a.samplers)
+             + " | " + " | ".join(f"seed {s}" for s in result["seeds"]) + " | arch |",
+             "|---|---:|---:|" + "---:|" * (len(a.samplers) + len(result["seeds"])) + "---|"]
     if not result["rows"]:
         lines.append(f"| no architecture has all {len(result['seeds'])} seeds retrained yet |")
     for r in sorted(result["rows"], key=lambda r: r["macs"]):
@@ -100,21 +121,22 @@ def write_results(path: Path, result: dict, study, command: str) -> None:
         lines.append(f"| {r['group']} | {format_macs(r['macs'])} | {r['params'] / 1e6:.3f}M | {fits} | "
                      + " | ".join(f"{v:.2f}" for v in r["seeds"]) + f" | `{r['arch'].replace('|', '/')}` |")
     lines.append("")
-    if scatter(result, a.samplers[0], path.with_suffix(".png")):  # one plot per results file
-        lines += [f"![ranking]({path.with_suffix('.png').name})", ""]
-    if result["winners"]:
-        lines += [f"## Evolution against random search ({format_macs(study.budget)} MACs, equal evaluations)", "",
-                  "| strategy | fitness | MACs | retrained (each seed) | mean | arch |", "|---|---:|---:|---|---:|---|"]
-        for k, w in result["winners"].items():
-            lines.append(f"| {k} | {w['fitness']:.2f} | {format_macs(w['macs'])} | "
-                         f"{', '.join(f'{v:.2f}' for v in w['seeds'])} | {statistics.fmean(w['seeds']):.2f} | "
-                         f"`{w['arch'].replace('|', '/')}` |")
-        lines.append("")
-    lines += probe_section(result["schedule_probe"], a)
-    lines += progress_section(result, path.with_name(path.stem + "-supernet.png"))
-    lines += curves_section(result, path.with_name(path.stem + "-curves.png"))
-    lines += after_search_section(result["after_search"], a)
-    atomic_write_text(path, "\n".join(lines))
+    if scatter(result, a.samplers[0], plot):  # one plot per results file
+        lines += [f"![ranking]({plot.name})", ""]
+    return lines
+
+
+def winners_section(winners: dict, budget: float) -> list[str]:
+    """The searches' winners, retrained with every seed."""
+    if not winners:
+        return []
+    lines = [f"## Evolution against random search ({format_macs(budget)} MACs, equal evaluations)", "",
+             "| strategy | fitness | MACs | retrained (each seed) | mean | arch |", "|---|---:|---:|---|---:|---|"]
+    for k, w in winners.items():
+        lines.append(f"| {k} | {w['fitness']:.2f} | {format_macs(w['macs'])} | "
+                     f"{', '.join(f'{v:.2f}' for v in w['seeds'])} | {statistics.fmean(w['seeds']):.2f} | "
+                     f"`{w['arch'].replace('|', '/')}` |")
+    return lines + [""]
 
 
 def goals_section(result: dict, a) -> list[str]:
