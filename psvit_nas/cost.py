@@ -89,18 +89,16 @@ class CostTable:
             for s, st in enumerate(stages)]
         self.cell_macs = [{c: v[0] for c, v in stage.items()} for stage in self.cells]
         self.fixed_macs = sum(v[0] for v in self.fixed.values())
-        self.macs_range = tuple(self.fixed_macs + sum(pick(st.values()) * space.stages[s].cells
-                                                       for s, st in enumerate(self.cell_macs))
-                                for pick in (min, max))
-        fixed_params = sum(v[1] for v in self.fixed.values())
-        self.params_range = tuple(fixed_params + sum(pick(v[1] for v in st.values()) * space.stages[s].cells
-                                                     for s, st in enumerate(self.cells))
-                                  for pick in (min, max))
+        from .space import Limit  # space.py builds its cost table from this module
+
+        self.macs_limit = Limit("MACs", "--flops", tuple(self.cell_macs), self.fixed_macs)
+        self.macs_range = self.macs_limit.extremes(space)
+        self.params_range = Limit("params", "", tuple({c: v[1] for c, v in stage.items()} for stage in self.cells),
+                                  sum(v[1] for v in self.fixed.values())).extremes(space)
 
     def macs(self, arch: "Arch") -> int:
         """MACs of one arch: the fast path the search calls constantly."""
-        return self.fixed_macs + sum(table[c] for table, stage in zip(self.cell_macs, arch.stages)
-                                      for c in stage)
+        return self.macs_limit.value(arch)
 
     def __call__(self, arch: "Arch") -> Cost:
         parts = {"stem": self.fixed["stem"]}

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import random
 import re
-from dataclasses import dataclass, field
+import statistics
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -235,8 +236,13 @@ class SearchSpace:
 
     def macs_limit(self, max_macs: float | None, min_macs: float | None, option: str = "--flops") -> Limit:
         """The MACs budget as a `Limit`."""
-        table = self.cost_table
-        return Limit("MACs", option, tuple(table.cell_macs), table.fixed_macs, max_macs, min_macs)
+        return replace(self.cost_table.macs_limit, option=option, high=max_macs, low=min_macs)
+
+    def median_macs(self, draws: int = 2000, seed: int = 0) -> float:
+        """The median MACs of uniformly sampled architectures: the default budget of the quickstart and the
+        study's window."""
+        rng = random.Random(seed)
+        return statistics.median(self.cost_table.macs(self.sample(rng)) for _ in range(draws))
 
     def check_budget(self, max_macs: float | None, min_macs: float | None, source: str | None = None,
                      fields: tuple[str, str] = ("--flops", "--min-flops"), limits: Sequence[Limit] = ()) -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import time
 from pathlib import Path
 
@@ -39,7 +38,6 @@ def _steps(out: Path, budget: str, fast: bool) -> list[tuple[str, list[str]]]:
 
 @command("quickstart")
 def cmd_quickstart(args: argparse.Namespace) -> None:
-    import random
 
     from ..space import ArchSpec, SearchSpace, format_macs
     from . import build_parser
@@ -55,8 +53,7 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(SPACE, out / "space.yaml")
     space = SearchSpace.from_yaml(out / "space.yaml")
-    rng = random.Random(0)
-    budget = format_macs(statistics.median(space.cost_table.macs(space.sample(rng)) for _ in range(1000)))
+    budget = format_macs(space.median_macs())
     parser, start = build_parser(), time.perf_counter()
     steps = _steps(out, budget, args.fast)
     for i, (what, argv) in enumerate(steps, 1):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 
 from ..cost import count_cost
 from ..space import ArchSpec, SearchSpace, format_macs, parse_budget
@@ -14,8 +13,7 @@ from .common import command, format_params
 def cmd_space(args: argparse.Namespace) -> None:
     space = SearchSpace.from_yaml(args.config)
     table = space.cost_table
-    rng = random.Random(0)
-    median = statistics.median(table.macs(space.sample(rng)) for _ in range(2000))
+    median = space.median_macs()
     info = {
         "name": space.name, "image_size": space.image_size, "num_classes": space.num_classes,
         "patch_size": space.patch_size, "pooling": space.pooling,

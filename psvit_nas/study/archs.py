@@ -3,7 +3,6 @@ and named extras such as a hand-designed baseline."""
 from __future__ import annotations
 
 import random
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +19,6 @@ class StudyArch:
     name: str
     group: str  # "spread" or "window"
     arch: Arch
-
-
-def median_budget(space: SearchSpace, draws: int = 2000) -> float:
-    """The median MACs of uniformly sampled paths: the window's default centre."""
-    rng = random.Random(0)
-    return statistics.median(space.cost_table.macs(space.sample(rng)) for _ in range(draws))
 
 
 def check_budget(space: SearchSpace, budget: float) -> None:

@@ -19,7 +19,7 @@ from ..data import holdout_split, load_split
 from ..errors import ConfigError
 from ..search.proxies import PROXIES
 from ..space import Arch, ArchSpec, SearchSpace, parse_budget
-from .archs import StudyArch, check_budget, median_budget, parse_extra, pick_archs, probe_archs
+from .archs import StudyArch, check_budget, parse_extra, pick_archs, probe_archs
 from .data import check_data, class_subset, gt_subset
 from .jobs import (VARIANTS, Job, Setup, checkpoint_hits, ground_truth_batches, learning_curve,
                    supernet_epochs)
@@ -41,7 +41,7 @@ class Study:
         s = self.settings = settings
         check_data(s.data)
         self.space = SearchSpace.from_yaml(s.config)
-        self.budget = parse_budget(s.budget, field_name="--budget") if s.budget else median_budget(self.space)
+        self.budget = parse_budget(s.budget, field_name="--budget") if s.budget else self.space.median_macs()
         check_budget(self.space, self.budget)
         extras = [parse_extra(text, self.space, self.budget) for text in s.extra]
         self.records = Records(Path(s.out).resolve() / "records")
