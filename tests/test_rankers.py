@@ -15,8 +15,9 @@ from psvit_nas import ArchSpec, SearchSpace
 from psvit_nas.cli import main
 from psvit_nas.search import Evaluator, FitnessSet
 from psvit_nas.train import load_supernet
-from psvit_nas.search.proxies import dss, grad_norm, naswot, snip, synflow
-from psvit_nas.search.rankers import RANKERS, FinetuneRanker, ProxyRanker, Ridge, leave_one_out
+from psvit_nas.rankers.proxies import dss, grad_norm, naswot, snip, synflow
+from psvit_nas.rankers import RANKERS, FinetuneRanker, ProxyRanker
+from psvit_nas.rankers.calibrated import Ridge, leave_one_out
 
 DIGITS = SearchSpace.from_yaml(SPACES / "digits.yaml")
 

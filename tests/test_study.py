@@ -298,8 +298,8 @@ def test_supernet_checkpoints_are_scored_as_they_are_and_never_trained_further(t
     """Fitness at each checkpoint, fine-tuning and the proxies read the supernet and never change it."""
     from psvit_nas.search import Evaluator, FitnessSet, fitness_set_for
     from psvit_nas.train import load_supernet
-    from psvit_nas.search.proxies import PROXIES
-    from psvit_nas.search.rankers import ProxyRanker
+    from psvit_nas.rankers.proxies import PROXIES
+    from psvit_nas.rankers import ProxyRanker
     from psvit_nas.study import Study, StudySettings
     from psvit_nas.study.jobs import Job, run_job
 
@@ -369,7 +369,7 @@ def test_tau_against_supernet_epochs_is_reported_from_each_checkpoint(tmp_path):
 def test_rankers_and_the_calibrated_fit_are_reported_against_the_ground_truth(tmp_path):
     """Proxy and fitness records written by hand: a proxy that follows the ground truth exactly ranks at tau 1,
     and the calibrated ranker's leave-one-out predictions join the rankings and the report."""
-    from psvit_nas.search.proxies import PROXIES
+    from psvit_nas.rankers.proxies import PROXIES
     from psvit_nas.study import analyse, write_results
     from psvit_nas.study.jobs import Job
 

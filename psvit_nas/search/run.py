@@ -23,7 +23,7 @@ from .backends import LocalBackend, RayBackend
 from .cache import FitnessCache
 from .evolution import Search, SearchConfig
 from .fitness import Evaluator, FitnessSet, file_digest
-from .rankers import FINETUNE_STEPS, make_ranker
+from ..rankers import FINETUNE_STEPS, make_ranker
 from .report import plot_pareto, plot_progress, summary
 
 

@@ -41,7 +41,7 @@ class Job:
 
     kind: str                    # retrain | supernet | fitness | proxy | finetune | search | finalize | tune
     name: str = ""               # retrain: the architecture's name; supernet, fitness, finetune: sampler; proxy: its
-    #                              name (search.proxies); search: strategy
+    #                              name (rankers.proxies); search: strategy
     seed: int | None = None      # retrain
     epochs: int | None = None    # retrain: a schedule other than the study's; fitness: a supernet checkpoint
     scale: int = 1               # supernet: times the study's supernet compute
@@ -184,7 +184,7 @@ def _score(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _finetune(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
     """Summed training loss of a few steps from inherited weights, and held-out top-1 after (`FinetuneRanker`)."""
-    from ..search.rankers import FinetuneRanker
+    from ..rankers import FinetuneRanker
 
     def scorer():
         evaluator = _evaluator(setup, job)
@@ -195,7 +195,7 @@ def _finetune(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
 def _proxy(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
     """A training-free proxy at initialisation on the first batch of the fitness images (as `evolve` scores)."""
     from ..search import FitnessSet
-    from ..search.rankers import ProxyRanker
+    from ..rankers import ProxyRanker
 
     def scorer():
         holdout = setup.settings.holdout

@@ -10,7 +10,7 @@ from ..io import atomic_write_text, pyplot, save_figure
 from ..space import format_macs
 from .goals import GOALS
 from .jobs import VARIANT_LABELS
-from ..search.rankers import FINETUNE_STEPS
+from ..rankers import FINETUNE_STEPS
 from .results import other_rankers, rankers
 from .stats import fmt, value
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import statistics
 from typing import Any, Callable
 
-from ..search.proxies import PROXIES
-from ..search.rankers import features, leave_one_out
+from ..rankers import PROXIES
+from ..rankers.calibrated import features, leave_one_out
 from ..space import Arch
 from .jobs import VARIANTS, Job
 from .stats import composition, evaluation_share, interval, kendall, noise_ceiling, spearman, unpack
@@ -23,7 +23,7 @@ def rankers(samplers: tuple[str, ...]) -> list[tuple[str, Callable[[dict], float
 
 
 def other_rankers() -> list[tuple[str, Callable[[dict], float | None]]]:
-    """(name, score of a row) for the rankers beyond the supernets' top-1 (`search.rankers`): each proxy, the
+    """(name, score of a row) for the rankers beyond the supernets' top-1 (`rankers`): each proxy, the
     fine-tune ranker by its held-out top-1 and by its summed training loss, and the calibrated regression."""
     out = [(p, lambda r, p=p: r.get(f"proxy_{p}")) for p in PROXIES]
     return out + [("finetune", lambda r: r.get("finetune_top1")),

@@ -17,7 +17,7 @@ from typing import Any
 from ..cluster import ray_session
 from ..data import holdout_split, load_split
 from ..errors import ConfigError
-from ..search.proxies import PROXIES
+from ..rankers import PROXIES
 from ..space import Arch, ArchSpec, SearchSpace, parse_budget
 from .archs import StudyArch, check_budget, parse_extra, pick_archs, probe_archs
 from .data import check_data, class_subset, gt_subset
@@ -98,7 +98,7 @@ class Study:
         return jobs + [Job("fitness", s.samplers[0], variant=v, archs=archs) for v in VARIANTS if v and variants]
 
     def ranker_jobs(self) -> list[Job]:
-        """Rankers beyond the supernets' top-1 (`search.rankers`): every training-free proxy, and fine-tuning
+        """Rankers beyond the supernets' top-1 (`rankers`): every training-free proxy, and fine-tuning
         from the first sampler's supernet."""
         archs = tuple(str(a.arch) for a in self.archs)
         return [Job("proxy", p, archs=archs) for p in PROXIES] + \

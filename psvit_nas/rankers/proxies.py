@@ -23,6 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..model import PSViT
+from ..space import Arch, SearchSpace
+
 Proxy = Callable[[nn.Module, Tensor, Tensor], float]
 
 
@@ -97,3 +100,15 @@ def dss(model: nn.Module, x: Tensor, y: Tensor) -> float:
 
 PROXIES: dict[str, Proxy] = {"synflow": synflow, "naswot": naswot, "grad_norm": grad_norm, "snip": snip,
                              "dss": dss}
+
+
+class ProxyRanker:
+    """A training-free proxy of each architecture, initialised with one seed, on one fixed batch."""
+
+    def __init__(self, space: SearchSpace, proxy: str, batch: tuple[torch.Tensor, torch.Tensor],
+                 seed: int = 0) -> None:
+        self.space, self.proxy, self.batch, self.seed = space, PROXIES[proxy], batch, seed
+
+    def __call__(self, arch: Arch) -> float:
+        torch.manual_seed(self.seed)
+        return self.proxy(PSViT.from_spec(self.space.spec(arch)), *self.batch)

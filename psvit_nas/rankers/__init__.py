@@ -1,0 +1,50 @@
+"""Rankers: what scores a search's candidates, higher meaning better; one callable per ranker (arch -> score).
+
+- `supernet`: top-1 with inherited weights on the fitness images (`search.fitness.Evaluator`).
+- a training-free proxy (`proxies.PROXIES`) of the architecture at a seeded initialisation, on one fitness batch.
+- `finetune`: a few SGD steps from the inherited weights (`finetune`).
+- `calibrated`: predicted retrained accuracy from cheap features, fitted on a study's records (`calibrated`).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import ConfigError
+from ..space import Arch
+from .calibrated import CalibratedRanker, retrained
+from .finetune import FINETUNE_STEPS, FinetuneRanker
+from .proxies import PROXIES, ProxyRanker
+
+if TYPE_CHECKING:
+    from ..search.fitness import Batches, Evaluator
+
+RANKERS = ("supernet", *PROXIES, "finetune", "calibrated")
+
+
+def make_ranker(name: str, evaluator: Evaluator, train: Callable[[], Batches], records: str | None = None,
+                steps: int = FINETUNE_STEPS) -> Callable[[Arch], float]:
+    """The ranker called `name` over one supernet's evaluator; `train()` gives its training batches."""
+    space = evaluator.supernet.space
+    if name not in RANKERS:
+        raise ConfigError(None, "--fitness", f"unknown ranker {name!r}; expected one of {list(RANKERS)}")
+    if name == "calibrated":
+        if not records:
+            raise ConfigError(None, "--records", "--fitness calibrated needs a study's records folder to fit on "
+                              "(--records STUDY/records)")
+        return CalibratedRanker(evaluator, space, retrained(records, space))
+    if records:
+        raise ConfigError(None, "--records", f"only --fitness calibrated reads records, not {name}")
+    if name == "supernet":
+        return evaluator
+    if name == "finetune":
+        batches = train()
+        if not len(batches):
+            raise ConfigError(None, "--bn-batches", "--fitness finetune trains on the calibration batches; "
+                              "give --bn-batches 1 or more")
+        if steps < 1:
+            raise ConfigError(None, "--finetune-steps", f"expected 1 or more, got {steps}")
+        return FinetuneRanker(evaluator, batches, steps)
+    return ProxyRanker(space, name, next(iter(evaluator.batches)))
+
+
+__all__ = ["FINETUNE_STEPS", "PROXIES", "RANKERS", "CalibratedRanker", "FinetuneRanker", "ProxyRanker", "make_ranker"]
