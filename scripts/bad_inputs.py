@@ -33,7 +33,8 @@ evolve and finalize at seeded moments (SIGKILL to the process group, or SIGTERM)
 2026-12-01, 6 of 6 interruptions (`--kills 3 --terms 3`) resumed to the uninterrupted result (weights bit for
 bit, the same search history, the same finalize pick and score). `scripts/data_matrix.py` runs train-supernet
 and evolve over every data kind (digits, CIFAR-format batches, an image folder, the Tiny-ImageNet layout) x
-`--cache auto|on|off` x `--workers 0|2`: on 2026-12-01, 48 of 48 runs ended with exit 0.
+`--cache auto|on|off` x `--workers 0|2`: on 2026-12-01, 48 of 48 runs ended with exit 0;
+`tests/test_data_matrix.py` runs every (data kind, cache mode) pair with both worker counts covered pairwise.
 
 | case | command | exit | what it prints |
 |---|---|---:|---|
