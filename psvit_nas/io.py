@@ -53,7 +53,7 @@ def save_figure(fig, path: str | Path) -> None:
 
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "last.pt", "history.jsonl", "search_state.json", "records", "tune",
-             "final.yaml", "recipe.yaml", "attention_similarity.json")
+             "final.yaml", "recipe.yaml", "attention_similarity.json", "fewshot.yaml", "part0")
 
 
 def holds_run(folder: Path) -> bool:

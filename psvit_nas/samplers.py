@@ -14,13 +14,17 @@ same paths as an uninterrupted one.
 - `flops` (AttentiveNAS's FLOPs prior): a MACs target drawn uniformly over the range, then a
   uniform path within 5 % of the range's width of it, so small and large paths train as often as median ones
   (uniform choices put almost every path near the median MACs).
+
+A `Split` partitions the space for few-shot NAS: the uniform sampler restricted to one part
+(`part="SPLIT/K"`) trains a sub-supernet on its own paths.
 """
 from __future__ import annotations
 
 import bisect
 import itertools
 import random
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 from .errors import ConfigError
 from .space import Arch, SearchSpace, format_macs
@@ -28,14 +32,68 @@ from .space import Arch, SearchSpace, format_macs
 SAMPLERS = ("uniform", "fair", "sandwich", "flops")
 
 
+@dataclass(frozen=True)
+class Split:
+    """A partition of the space into parts, for few-shot sub-supernets: by the choice of one cell
+    (`cell:S.I`, stage S and cell I counted from 1: one part per choice), or by how many cells take one
+    choice (`count:CHOICE:K`: K parts of about equal mass under uniform sampling)."""
+
+    text: str
+    edges: tuple[int, ...] = ()      # count: a path with c such cells is in part bisect_right(edges, c)
+
+    @classmethod
+    def parse(cls, text: str, space: SearchSpace, field: str = "--split") -> "Split":
+        kind, _, rest = text.partition(":")
+        try:
+            if kind == "cell":
+                stage, cell = (int(v) - 1 for v in rest.split("."))
+                if not (0 <= stage < len(space.stages) and 0 <= cell < space.stages[stage].cells):
+                    raise ValueError
+                return cls(text)
+            if kind == "count":
+                choice, k = rest.split(":")
+                if choice not in {c for s in space.stages for c in s.choices} or int(k) < 2:
+                    raise ValueError
+                return cls(text, _count_edges(space, choice, int(k)))
+        except ValueError:
+            pass
+        raise ConfigError(None, field, f"expected cell:STAGE.CELL (from 1) or count:CHOICE:K (K >= 2) of space "
+                          f"{space.name!r}, got {text!r}")
+
+    def parts(self, space: SearchSpace) -> int:
+        if self.text.startswith("cell:"):
+            stage = int(self.text[5:].split(".")[0]) - 1
+            return len(space.stages[stage].choices)
+        return len(self.edges) + 1
+
+    def part(self, space: SearchSpace, arch: Arch) -> int:
+        """The part `arch` belongs to (and whose sub-supernet scores it)."""
+        kind, _, rest = self.text.partition(":")
+        if kind == "cell":
+            stage, cell = (int(v) - 1 for v in rest.split("."))
+            return space.stages[stage].choices.index(arch.stages[stage][cell])
+        choice = rest.split(":")[0]
+        return bisect.bisect_right(self.edges, sum(cells.count(choice) for cells in arch.stages))
+
+
+def _count_edges(space: SearchSpace, choice: str, k: int) -> tuple[int, ...]:
+    """Bin edges of the number of `choice` cells closest to the uniform distribution's 1/k quantiles (2,000
+    seeded draws); a path with fewer than edges[0] such cells is in part 0. No part is empty."""
+    rng = random.Random(0)
+    counts = sorted(sum(cells.count(choice) for cells in space.sample(rng).stages) for _ in range(2000))
+    below = {e: bisect.bisect_left(counts, e) / len(counts) for e in range(counts[0] + 1, counts[-1] + 1)}
+    return tuple(sorted({min(below, key=lambda e: abs(below[e] - i / k)) for i in range(1, k)}))
+
+
 class PathSampler:
-    """Uniform SPOS paths, optionally restricted to a MACs range by rejection; the base of every sampler."""
+    """Uniform SPOS paths, optionally restricted to a MACs range and to the paths `keep` accepts, by
+    rejection; the base of every sampler."""
 
     distill = False
 
     def __init__(self, space: SearchSpace, seed: int, flops_range: Sequence[float] | None = None,
-                 tries: int = 1000) -> None:
-        self.space, self.seed, self.tries = space, seed, tries
+                 tries: int = 1000, keep: Callable[[Arch], bool] | None = None) -> None:
+        self.space, self.seed, self.tries, self.keep = space, seed, tries, keep
         self.low, self.high = flops_range if flops_range else (None, None)
         if flops_range:
             space.check_budget(self.high, self.low, fields=("--flops-range", "--flops-range"))
@@ -48,10 +106,11 @@ class PathSampler:
         rng = self.rng(step)
         for _ in range(self.tries):
             arch = self.space.sample(rng)
-            if self.space.within(arch, self.high, self.low):
+            if self.space.within(arch, self.high, self.low) and (self.keep is None or self.keep(arch)):
                 return arch
         raise ConfigError(None, "--flops-range", f"no path between {format_macs(self.low)} and "
-                          f"{format_macs(self.high)} MACs in {self.tries} uniform draws; widen the range")
+                          f"{format_macs(self.high)} MACs (in its part) in {self.tries} uniform draws; widen "
+                          "the range")
 
     def __call__(self, step: int) -> list[Arch]:
         return [self.path(step)]
@@ -115,8 +174,12 @@ class FlopsSampler(PathSampler):
 
 
 def make_sampler(name: str, space: SearchSpace, seed: int, flops_range: Sequence[float] | None = None,
-                 k: int = 2) -> PathSampler:
-    """The sampler called `name` (one of SAMPLERS)."""
+                 k: int = 2, part: str | None = None) -> PathSampler:
+    """The sampler called `name` (one of SAMPLERS); `part` ("SPLIT/K") keeps it to part K of a `Split`."""
+    if part:
+        if name != "uniform":
+            raise ConfigError(None, "--sampler", f"a few-shot part trains with the uniform sampler, not {name!r}")
+        return PathSampler(space, seed, flops_range, keep=part_filter(space, part))
     if name == "uniform":
         return PathSampler(space, seed, flops_range)
     if name == "fair":
@@ -126,6 +189,13 @@ def make_sampler(name: str, space: SearchSpace, seed: int, flops_range: Sequence
     if name == "flops":
         return FlopsSampler(space, seed, flops_range)
     raise ConfigError(None, "--sampler", f"expected one of {', '.join(SAMPLERS)}; got {name!r}")
+
+
+def part_filter(space: SearchSpace, part: str) -> Callable[[Arch], bool]:
+    """Whether a path is in part K of a split, for `part` = "SPLIT/K"."""
+    text, _, k = part.rpartition("/")
+    split = Split.parse(text, space)
+    return lambda arch: split.part(space, arch) == int(k)
 
 
 def extreme_archs(space: SearchSpace, low: float | None = None, high: float | None = None) -> tuple[Arch, Arch]:

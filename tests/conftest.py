@@ -40,3 +40,14 @@ def supernet(tmp_path_factory) -> str:
     assert main(["train-supernet", "--config", str(SPACES / "digits.yaml"), "--out", str(out), "--epochs", "3",
                  "--search-holdout", "200"]) == 0
     return str(out / "last.pt")
+
+
+@pytest.fixture(scope="session")
+def fewshot(supernet, tmp_path_factory) -> str:
+    """The digits supernet split into two parts by how many cells are `identity`, one epoch each."""
+    from psvit_nas.cli import main
+
+    out = tmp_path_factory.mktemp("fewshot") / "parts"
+    assert main(["few-shot", "--supernet", supernet, "--split", "count:identity:2", "--epochs", "1", "--out",
+                 str(out), "--workers", "0"]) == 0
+    return str(out)

@@ -121,9 +121,11 @@ def _records(folder, n=6):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("ranker", RANKERS)
-def test_evolve_with_every_ranker(tmp_path, supernet, ranker, capsys):
+def test_evolve_with_every_ranker(tmp_path, supernet, ranker, capsys, request):
     extra = {"calibrated": ["--records", str(_records(tmp_path / "records"))],
              "finetune": ["--finetune-steps", "2"]}.get(ranker, [])
+    if ranker == "fewshot":
+        extra = ["--fewshot", request.getfixturevalue("fewshot")]
     out = tmp_path / "search"
     assert main(["evolve", "--supernet", supernet, "--flops", "1.2M", "--out", str(out), "--population", "4",
                  "--generations", "1", "--topk", "2", "--fitness", ranker, "--bn-batches", "1", *extra]) == 0
@@ -143,6 +145,9 @@ def test_evolve_with_every_ranker(tmp_path, supernet, ranker, capsys):
     (["--fitness", "finetune", "--bn-batches", "0"], "--bn-batches"),
     (["--fitness", "finetune", "--finetune-steps", "0"], "--finetune-steps"),
     (["--fitness", "calibrated", "--records", "RECORDS3"], "at least 5 architectures"),
+    (["--fitness", "fewshot"], "--fewshot DIR"),
+    (["--fitness", "fewshot", "--fewshot", "nowhere"], "nowhere/fewshot.yaml: not found"),
+    (["--fewshot", "nowhere"], "only --fitness fewshot"),
 ])
 def test_bad_rankers_are_one_line_and_exit_2(tmp_path, supernet, capsys, extra, expected):
     if "RECORDS3" in extra:

@@ -35,7 +35,7 @@ def cmd_evolve(args: argparse.Namespace) -> None:
     with run_folder(args.out, args.resume, args.force):
         evolve(args.supernet, cfg, fitness, args.out, backend=args.backend, ray_address=args.ray_address,
                workers=args.ray_workers, resume=args.resume, cache=cache_config(args), latency=latency,
-               ranker=args.fitness, records=args.records, finetune_steps=args.finetune_steps)
+               ranker=args.fitness, records=args.records, finetune_steps=args.finetune_steps, fewshot=args.fewshot)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -61,8 +61,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fitness", default="supernet", metavar="RANKER",
                    help="what scores candidates: supernet (top-1 with inherited weights, the default), synflow, "
                    "naswot, grad_norm, snip, dss (training-free proxies), finetune (a few steps from inherited "
-                   "weights), calibrated (a regression fitted on --records); see docs/rankers.md")
+                   "weights), calibrated (a regression fitted on --records), fewshot (sub-supernets of --fewshot); "
+                   "see docs/rankers.md")
     p.add_argument("--records", default=None, help="--fitness calibrated: a study's records folder to fit on")
+    p.add_argument("--fewshot", default=None, help="--fitness fewshot: a folder from psvit-nas few-shot (its "
+                   "parts split this --supernet)")
     p.add_argument("--finetune-steps", type=int, default=20, help="--fitness finetune: SGD steps per candidate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=["local", "ray"], default="local")

@@ -7,7 +7,8 @@ import sys
 from ..errors import ConfigError
 from ..samplers import SAMPLERS
 from ..space import Arch, ArchSpec, SearchSpace, parse_budget
-from .common import add_train_args, cache_config, check_numbers, command, loader_workers
+from .common import (add_cache_args, add_run_folder_args, add_train_args, cache_config, check_numbers, command,
+                     loader_workers)
 
 def _train_config(args: argparse.Namespace, space: SearchSpace):
     """The loop's settings from the command line (`train.recipe.train_config`), bad values refused first."""
@@ -76,6 +77,30 @@ def cmd_train(args: argparse.Namespace) -> None:
     _fit(args, model, model.space, spec.arch, 0)
 
 
+@command("few-shot")
+def cmd_few_shot(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from ..io import run_folder
+    from ..rankers.fewshot import train_parts
+    from ..samplers import Split
+    from ..train import TrainConfig, load_supernet
+
+    check_numbers(args, positive=("epochs", "lr"), at_least_0=("warmup_epochs", "workers"))
+    net, state = load_supernet(args.supernet)
+    split = Split.parse(args.split, net.space)
+    parent = TrainConfig(**state["config"])
+    cfg = replace(parent, epochs=args.epochs, lr=args.lr or parent.lr, warmup_epochs=args.warmup_epochs,
+                  workers=loader_workers(args), sampler="uniform", checkpoint_every_steps=0, save_every=0)
+    parts = split.parts(net.space)
+    print(f"{parts} parts of {split.text}, {args.epochs} epochs each from {args.supernet}: {parts * args.epochs} "
+          "supernet epochs' compute in all")
+    with run_folder(args.out, args.resume, args.force):
+        train_parts(args.supernet, split, cfg, args.out, args.resume, cache_config(args))
+    print(f"wrote {args.out}/fewshot.yaml; search with psvit-nas evolve --supernet {args.supernet} --fitness "
+          f"fewshot --fewshot {args.out} ...")
+
+
 def _checked_or_printed(args: argparse.Namespace, space: SearchSpace) -> bool:
     """Refuse bad options before the model is built; with --print-config, print what the run would use (the
     loop's settings, and the model's drop path) and say so."""
@@ -122,6 +147,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--distill-weight", type=float, default=0.5, help="sandwich: the students' loss is this share "
                    "distillation from the largest path, the rest cross-entropy on the labels (1: BigNAS's pure "
                    "in-place distillation)")
+
+    p = sub.add_parser("few-shot", help="few-shot NAS: split a trained supernet along one decision into "
+                       "sub-supernets, each warm-started from it and trained on its own part's paths")
+    p.add_argument("--supernet", required=True, help="train-supernet checkpoint (last.pt) to split")
+    p.add_argument("--split", required=True, help="cell:STAGE.CELL (one part per choice of that cell, counted "
+                   "from 1) or count:CHOICE:K (K parts by how many cells take CHOICE, e.g. count:identity:2)")
+    p.add_argument("--epochs", type=int, required=True, help="training epochs of each part (equal compute with "
+                   "a one-shot supernet trained parts x epochs longer)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the supernet's)")
+    p.add_argument("--warmup-epochs", type=float, default=0.0)
+    p.add_argument("--out", required=True, help="folder for part0/, part1/, ... and fewshot.yaml")
+    add_cache_args(p)
+    add_run_folder_args(p, "continue the parts trained in OUT")
 
     p = sub.add_parser("train", help="train a standalone model from scratch, or fine-tune exported weights")
     p.add_argument("--arch", required=True, help="architecture spec YAML")

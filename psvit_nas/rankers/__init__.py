@@ -4,6 +4,7 @@
 - a training-free proxy (`proxies.PROXIES`) of the architecture at a seeded initialisation, on one fitness batch.
 - `finetune`: a few SGD steps from the inherited weights (`finetune`).
 - `calibrated`: predicted retrained accuracy from cheap features, fitted on a study's records (`calibrated`).
+- `fewshot`: each architecture scored by the sub-supernet of its part of a split (`fewshot`).
 """
 from __future__ import annotations
 
@@ -12,21 +13,28 @@ from typing import TYPE_CHECKING, Callable
 from ..errors import ConfigError
 from ..space import Arch
 from .calibrated import CalibratedRanker, retrained
+from .fewshot import FewShotRanker
 from .finetune import FINETUNE_STEPS, FinetuneRanker
 from .proxies import PROXIES, ProxyRanker
 
 if TYPE_CHECKING:
     from ..search.fitness import Batches, Evaluator
 
-RANKERS = ("supernet", *PROXIES, "finetune", "calibrated")
+RANKERS = ("supernet", *PROXIES, "finetune", "calibrated", "fewshot")
 
 
 def make_ranker(name: str, evaluator: Evaluator, train: Callable[[], Batches], records: str | None = None,
-                steps: int = FINETUNE_STEPS) -> Callable[[Arch], float]:
-    """The ranker called `name` over one supernet's evaluator; `train()` gives its training batches."""
+                steps: int = FINETUNE_STEPS, fewshot: str | None = None) -> Callable[[Arch], float]:
+    """The ranker called `name` over one supernet's evaluator; `train()` gives its training batches, `records`
+    a study's records (calibrated), `fewshot` a folder of sub-supernets (fewshot)."""
     space = evaluator.supernet.space
     if name not in RANKERS:
         raise ConfigError(None, "--fitness", f"unknown ranker {name!r}; expected one of {list(RANKERS)}")
+    if bool(fewshot) != (name == "fewshot"):
+        raise ConfigError(None, "--fewshot", "--fitness fewshot needs --fewshot DIR (from psvit-nas few-shot)"
+                          if fewshot is None else f"only --fitness fewshot reads --fewshot, not {name}")
+    if name == "fewshot":
+        return FewShotRanker(evaluator, fewshot)
     if name == "calibrated":
         if not records:
             raise ConfigError(None, "--records", "--fitness calibrated needs a study's records folder to fit on "
@@ -47,4 +55,5 @@ def make_ranker(name: str, evaluator: Evaluator, train: Callable[[], Batches], r
     return ProxyRanker(space, name, next(iter(evaluator.batches)))
 
 
-__all__ = ["FINETUNE_STEPS", "PROXIES", "RANKERS", "CalibratedRanker", "FinetuneRanker", "ProxyRanker", "make_ranker"]
+__all__ = ["FINETUNE_STEPS", "PROXIES", "RANKERS", "CalibratedRanker", "FewShotRanker", "FinetuneRanker", "ProxyRanker",
+           "make_ranker"]

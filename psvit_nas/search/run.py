@@ -31,7 +31,7 @@ def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str 
            ray_address: str | None = None, workers: int | None = None, resume: bool = False,
            on_generation: Callable[[int], None] | None = None, cache: CacheConfig | None = None,
            latency: LatencyTable | None = None, ranker: str = "supernet", records: str | None = None,
-           finetune_steps: int = FINETUNE_STEPS) -> Search:
+           finetune_steps: int = FINETUNE_STEPS, fewshot: str | None = None) -> Search:
     """Search the supernet in `supernet_path` under `cfg`'s budgets (MACs, and latency predicted by `latency`),
     scoring candidates with `ranker` (`rankers.RANKERS`); write best.yaml, history and plots to `out`."""
     out = Path(out)
@@ -39,12 +39,12 @@ def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str 
     space = net.space
     _check(space, cfg, latency, supernet_path, backend, ranker)
     batches, calib = fitness.load(space, cache)
-    scorer = make_ranker(ranker, Evaluator(net, batches, calib), lambda: calib, records, finetune_steps)
-    cache = FitnessCache(out / "cache.jsonl", _cache_key(supernet_path, fitness, ranker, records))
+    scorer = make_ranker(ranker, Evaluator(net, batches, calib), lambda: calib, records, finetune_steps, fewshot)
+    cache = FitnessCache(out / "cache.jsonl", _cache_key(supernet_path, fitness, ranker, records, fewshot))
     runner = LocalBackend(scorer) if backend == "local" else RayBackend(net, batches, calib, ray_address, workers)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(
         {"command": " ".join(sys.argv), "supernet": str(supernet_path), "backend": backend, "fitness": ranker,
-         "records": records, "search": asdict(cfg),
+         "records": records, "fewshot": fewshot, "search": asdict(cfg),
          "latency_table": latency.source if latency else None, "fitness_set": fitness.to_dict(),
          "space": space.to_dict()}, sort_keys=False))
     bar = tqdm(total=cfg.evaluations, desc=f"{cfg.strategy} (evaluations)", disable=not sys.stderr.isatty(),
@@ -93,10 +93,11 @@ def _check(space: SearchSpace, cfg: SearchConfig, latency: LatencyTable | None, 
         raise ConfigError(None, "--backend", f"--fitness {ranker} scores in this process; use --backend local")
 
 
-def _cache_key(supernet_path: str, fitness: FitnessSet, ranker: str, records: str | None) -> str:
-    """What a cached fitness depends on: the supernet, the fitness images, the ranker and its records."""
-    fitted = [file_digest(Path(records) / p.name) for p in sorted(Path(records).glob("retrain-*.json"))] \
-        if records else []
+def _cache_key(supernet_path: str, fitness: FitnessSet, ranker: str, records: str | None,
+               fewshot: str | None) -> str:
+    """What a cached fitness depends on: the supernet, the fitness images, the ranker, its records or parts."""
+    fitted = [file_digest(p) for p in sorted(Path(records).glob("retrain-*.json"))] if records else []
+    fitted += [file_digest(p) for p in sorted(Path(fewshot).glob("part*/last.pt"))] if fewshot else []
     return hashlib.sha1(json.dumps([file_digest(supernet_path), fitness.to_dict(), ranker, fitted]).encode()
                         ).hexdigest()[:16]
 

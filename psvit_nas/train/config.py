@@ -28,6 +28,7 @@ class TrainConfig:
     sandwich_k: int = 2
     distill_weight: float = 0.5       # sandwich students: this share of the loss on the largest path, the rest labels
     flops_range: tuple[float, float] | None = None
+    part: str | None = None           # "SPLIT/K": train only paths of part K of a few-shot split
     augment: dict[str, Any] = field(default_factory=dict)
 
     def scaled_lr(self, world: int = 1) -> float:

@@ -109,7 +109,8 @@ class _Run:
                  cfg: TrainConfig, out: Path, arch: Arch | None, run_config: dict[str, Any]) -> None:
         self.env, self.model, self.space, self.cfg, self.out, self.arch = Dist.from_env(), model, space, cfg, out, arch
         self.run_config, self.kind = run_config, "model" if arch else "supernet"
-        self.sampler = None if arch else make_sampler(cfg.sampler, space, cfg.seed, cfg.flops_range, cfg.sandwich_k)
+        self.sampler = None if arch else make_sampler(cfg.sampler, space, cfg.seed, cfg.flops_range, cfg.sandwich_k,
+                                                      cfg.part)
         if self.sampler:
             self.sampler(0)  # fail fast when no path fits the range
         model.to(self.env.device)
@@ -133,7 +134,7 @@ class _Run:
         if self.steps_per_epoch == 0:
             raise ConfigError(None, "--batch-size", f"{cfg.batch_size} x {env.world} ranks is larger than the "
                               f"{len(train_set)} training images")
-        self.val_archs = [PathSampler(space, cfg.seed + 7919, cfg.flops_range).path(i)
+        self.val_archs = [PathSampler(space, cfg.seed + 7919, cfg.flops_range, keep=self.sampler.keep).path(i)
                           for i in range(cfg.val_archs)] if self.sampler else [None]
         self.val_batches = EvalBatches(Subset(val_set, range(env.rank, len(val_set), env.world)), space.image_size,
                                        cfg.batch_size * 2, env.device, cfg.workers)
