@@ -24,8 +24,9 @@ from psvit_nas.study.stats import fmt, interval, kendall
 from psvit_nas.train import load_supernet
 
 
-def ground_truth(records: Path) -> dict[str, tuple[str, float]]:
-    """arch -> (group, mean retrained top-1 over its seeds), from the study's main-schedule records."""
+def ground_truth(records: Path, seeds: int) -> dict[str, tuple[str, float]]:
+    """arch -> (group, mean retrained top-1 over its seeds), from the study's main-schedule records, for the
+    architectures with at least `seeds` seeds."""
     accs: dict[str, list[float]] = {}
     groups: dict[str, str] = {}
     for path in sorted(records.glob("retrain-*-seed*.json")):
@@ -34,7 +35,7 @@ def ground_truth(records: Path) -> dict[str, tuple[str, float]]:
         record = json.loads(path.read_text())
         accs.setdefault(record["arch"], []).append(record["val_top1"])
         groups[record["arch"]] = m.group(1)
-    return {a: (groups[a], statistics.fmean(v)) for a, v in accs.items() if len(v) >= 2}
+    return {a: (groups[a], statistics.fmean(v)) for a, v in accs.items() if len(v) >= seeds}
 
 
 def fewshot_scores(supernet: str, folder: Path, archs: list[str]) -> dict[str, float]:
@@ -56,15 +57,19 @@ def main() -> None:
     p.add_argument("--records", required=True)
     p.add_argument("--supernet", required=True)
     p.add_argument("--fewshot", required=True)
+    p.add_argument("--fitness-records", help="where the one-shot supernets' fitness records are (default: "
+                   "--records; another study's when this one has no supernet of its own yet)")
+    p.add_argument("--min-seeds", type=int, default=2, help="architectures with at least this many seeds")
     args = p.parse_args()
     records, folder = Path(args.records), Path(args.fewshot)
-    truth = ground_truth(records)
+    fitness = Path(args.fitness_records or args.records)
+    truth = ground_truth(records, args.min_seeds)
     net, _ = load_supernet(args.supernet)
-    rankers = {name: {a: v["top1"] for a, v in json.loads((records / f"{name}.json").read_text()).items()}
-               for name in ("fitness-uniform", "fitness-uniform-x2") if (records / f"{name}.json").is_file()}
+    rankers = {name: {a: v["top1"] for a, v in json.loads((fitness / f"{name}.json").read_text()).items()}
+               for name in ("fitness-uniform", "fitness-uniform-x2") if (fitness / f"{name}.json").is_file()}
     rankers["fewshot"] = fewshot_scores(args.supernet, folder, list(truth))
     rankers["macs"] = {a: float(net.space.cost_table.macs(Arch.parse(a))) for a in truth}
-    print(f"{len(truth)} architectures with 2+ seeds; split {_manifest(folder)}\n")
+    print(f"{len(truth)} architectures with {args.min_seeds}+ seeds; split {_manifest(folder)}\n")
     print("| ranked by | tau across the space | tau inside the window |\n|---|---|---|")
     for name, scores in rankers.items():
         cells = []
