@@ -129,7 +129,7 @@ def test_unknown_sampler_and_a_range_fair_cannot_fill(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sampler", ["fair", "sandwich"])
+@pytest.mark.parametrize("sampler", ["sandwich"])  # several paths, accumulated without sync, and distillation
 def test_ddp_two_ranks_accumulate_several_paths_identically(sampler, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     port = {"fair": "29541", "sandwich": "29542"}[sampler]
