@@ -46,6 +46,11 @@ def pyplot():
     return plt
 
 
+def new_figure(width: float, height: float):
+    """(figure, axes) of `width` x `height` inches on the Agg backend."""
+    return pyplot().subplots(figsize=(width, height))
+
+
 def save_figure(fig, path: str | Path) -> None:
     """Write a matplotlib figure as PNG atomically, then close it."""
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))

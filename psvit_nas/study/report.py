@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from ..io import atomic_write_text, pyplot, save_figure
+from ..io import atomic_write_text, new_figure, save_figure
 from ..space import format_macs
 from .goals import GOALS
 from .jobs import VARIANT_LABELS
@@ -19,8 +19,7 @@ def scatter(result: dict, sampler: str, path: Path) -> bool:
     rows = [r for r in result["rows"] if f"fitness_{sampler}" in r]
     if not rows:
         return False
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = new_figure(6, 4.5)
     for r in rows:
         x = r[f"fitness_{sampler}"]
         ax.plot([x, x], [min(r["seeds"]), max(r["seeds"])], color="0.7", lw=1, zorder=1)
@@ -260,8 +259,7 @@ def progress_section(result: dict, path: Path) -> list[str]:
     progress = result.get("supernet_progress", {})
     if not progress:
         return []
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = new_figure(6.5, 4)
     lines = ["## The supernets' ranking as they train", "", "Kendall tau of each supernet's fitness (its checkpoint "
              "after that many epochs) against the seeds' mean; 90 % intervals.", "",
              "| sampler | epoch | tau across the space | tau inside the window |", "|---|---:|---|---|"]
@@ -284,8 +282,7 @@ def curves_section(result: dict, path: Path) -> list[str]:
     runs = result.get("curves", {})
     if not runs:
         return []
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = new_figure(7.5, 4.5)
     colors = {"spread": "tab:blue", "window": "tab:orange"}
     for key, run in sorted(runs.items()):
         ax.plot(range(1, len(run["curve"]) + 1), run["curve"], color=colors.get(run["group"], "tab:green"),
