@@ -30,10 +30,12 @@ a second writer is refused and named; SIGTERM or SIGINT checkpoints at the curre
 a checkpoint that cannot be written (a full disk) leaves the previous one intact; under DDP, a rank 0 that
 cannot build the image cache stops every rank at once. `scripts/kill_campaign.py` interrupts train-supernet,
 evolve and finalize at seeded moments (SIGKILL to the process group, or SIGTERM) and resumes each: on
-2026-12-01, 6 of 6 interruptions (`--kills 3 --terms 3`) resumed to the uninterrupted result (weights bit for
-bit, the same search history, the same finalize pick and score). `scripts/data_matrix.py` runs train-supernet
-and evolve over every data kind (digits, CIFAR-format batches, an image folder, the Tiny-ImageNet layout) x
-`--cache auto|on|off` x `--workers 0|2`: on 2026-12-01, 48 of 48 runs ended with exit 0;
+2026-12-01, 30 of 30 interruptions (`--kills 20 --terms 10`: SIGKILL at 20 seeded moments, SIGTERM at 10,
+across the three commands) resumed to the uninterrupted result (weights bit for bit, the same search history,
+the same finalize pick and score; the table is in [kill-campaign.md](kill-campaign.md)).
+`scripts/data_matrix.py` runs train-supernet and evolve over every data kind (digits, CIFAR-format batches,
+an image folder, the Tiny-ImageNet layout) x `--cache auto|on|off` x `--workers 0|2`: on 2026-12-01, 48 of 48
+runs ended with exit 0;
 `tests/test_data_matrix.py` runs every (data kind, cache mode) pair with both worker counts covered pairwise.
 
 | case | command | exit | what it prints |
