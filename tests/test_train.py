@@ -248,10 +248,11 @@ def test_sigint_is_noted_like_sigterm_and_gives_exit_code_130(tmp_path):
     from psvit_nas.train import Dist, Preempted
     from psvit_nas.train.distributed import Signals
 
+    before = signal.getsignal(signal.SIGINT)
     with Signals() as signals:
         os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt inside the block
         assert signals.agreed(Dist()) == signal.SIGINT
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after it
+    assert signal.getsignal(signal.SIGINT) is before  # restored after it
     assert Preempted(signal.SIGINT, tmp_path / "last.pt", 7).code == 130
     assert Preempted(signal.SIGTERM, tmp_path / "last.pt", 7).code == 143
 
