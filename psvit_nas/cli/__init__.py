@@ -30,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say(line: str) -> None:
+    """One line on stderr in one write, so that the lines of DDP ranks sharing a pipe never run together."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -39,13 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         COMMANDS[args.command](args)
     except ConfigError as err:
-        print(f"psvit-nas {args.command}: error: {err.one_line()}", file=sys.stderr)
+        _say(f"psvit-nas {args.command}: error: {err.one_line()}")
         return 2
     except Preempted as err:  # SIGTERM (Slurm, Kubernetes, spot instances) or Ctrl-C: checkpointed
-        print(f"psvit-nas {args.command}: {err}", file=sys.stderr)
+        _say(f"psvit-nas {args.command}: {err}")
         return err.code
     except (NonFiniteLoss, TrialsFailed) as err:
-        print(f"psvit-nas {args.command}: error: {err}", file=sys.stderr)
+        _say(f"psvit-nas {args.command}: error: {err}")
         return 1
     return 0
 
