@@ -294,6 +294,41 @@ def test_schedule_check_and_learning_curves_from_records(tmp_path):
     assert "inside the window" in text and "nan" not in text.lower()
 
 
+def test_partial_training_order_and_named_architectures_against_the_baseline(tmp_path):
+    """Curves whose order is reversed for two epochs and right from the third give tau -1 then 1 at those rungs,
+    against both seeds; a named architecture's difference from the baseline carries the pooled seed noise."""
+    from dataclasses import replace
+
+    from psvit_nas.study import Study, analyse, write_results
+
+    first = _synthetic_study(tmp_path)
+    window0 = next(a for a in first.archs if a.name == "window0")
+    study = Study(replace(first.settings, extra=("layers=all-layer", f"mine={window0.arch}")))
+    acc = {a.name: 20.0 + 3 * i for i, a in enumerate(study.archs)}
+    for a in study.archs:
+        for seed in (0, 1):
+            final = acc[a.name] + seed
+            study.records.put(study.retrain(a.name, seed, a.arch), {
+                "arch": str(a.arch), "seed": seed, "val_top1": final, "val_loss": 1.0, "minutes": 0.1,
+                "curve": [100 - final, 100 - final, final - 1, final]})
+    result = analyse(study)
+    partial = result["partial_training"]
+    assert partial["archs"] == len(study.archs) and [p["epoch"] for p in partial["points"]] == [1, 2, 3, 4]
+    for point, expected in zip(partial["points"], (-1, -1, 1, 1)):
+        for against in ("same_run", "other_seed"):
+            assert point[against][0] == pytest.approx(expected)
+    named = result["named"]
+    assert named["baseline"]["name"] == "layers" and named["seed_variance"] == pytest.approx(0.5)
+    (mine,) = named["others"]
+    assert mine["name"] == "mine" and mine["diff"] == pytest.approx(acc["mine"] - acc["layers"])
+    assert mine["se"] == pytest.approx(np.sqrt(0.5 / 2 + 0.5 / 2))
+    write_results(tmp_path / "results.md", result, study, "psvit-nas study ...")
+    text = (tmp_path / "results.md").read_text()
+    assert "## How early the order shows: after k of 4 epochs" in text
+    assert "## Named architectures against `layers`" in text
+    assert "| `mine` | " in text and "| +3.00 | 0.71 | better |" in text
+
+
 def test_supernet_checkpoints_are_scored_as_they_are_and_never_trained_further(tmp_path):
     """Fitness at each checkpoint, fine-tuning and the proxies read the supernet and never change it."""
     from psvit_nas.search import Evaluator, FitnessSet, fitness_set_for

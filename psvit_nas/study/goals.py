@@ -2,11 +2,10 @@
 that is undefined meets no goal."""
 from __future__ import annotations
 
-import math
 import statistics
 from typing import Callable
 
-from .stats import value
+from .stats import difference, seed_variance, value
 
 Row = tuple[str, str, bool]
 
@@ -64,12 +63,6 @@ def issue9(result: dict, a) -> list[Row]:
     return rows
 
 
-def _seed_variance(result: dict) -> float | None:
-    """The pooled variance of one retraining's accuracy between seeds, over the ground truth's architectures."""
-    seeds = [r["seeds"] for r in result["rows"] if len(r["seeds"]) > 1]
-    return statistics.fmean(statistics.variance(s) for s in seeds) if seeds else None
-
-
 def issue19(result: dict, a) -> list[Row]:
     """A settled ground truth, supernets that rank by it, and a search that beats the obvious models."""
     rows = []
@@ -78,13 +71,12 @@ def issue19(result: dict, a) -> list[Row]:
                      f"{max(probe['epochs'], a.epochs)}, tau >= 0.8", _num(tau), (value(tau) or -2) >= 0.8))
     rows += _self_row(result, 0.75) + _ranker_rows(result, a, 0.6, 0.2)
     delivered = result["after_search"]["retrains"].get("finalized")
-    s2 = _seed_variance(result)
+    s2 = seed_variance(result["rows"])
     others = {"random search's winner": result["winners"].get("random")}
     others.update({f"the `{r['name']}` baseline": r for r in result["rows"] if r.get("name")})
     for label, other in others.items():
         if delivered and other and s2 is not None:
-            diff = statistics.fmean(delivered["seeds"]) - statistics.fmean(other["seeds"])
-            se = math.sqrt(s2 / len(delivered["seeds"]) + s2 / len(other["seeds"]))
+            diff, se = difference(delivered["seeds"], other["seeds"], s2)
             rows.append((f"the delivered architecture (finalize's pick) beats {label} by more than twice the "
                          "standard error of the difference", f"{diff:+.2f} points, SE {se:.2f}", diff > 2 * se))
     return rows

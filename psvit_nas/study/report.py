@@ -50,9 +50,11 @@ def write_results(path: Path, result: dict, study, command: str) -> None:
     lines += composition_section(result["composition"], a.samplers)
     lines += archs_section(result, a, path.with_suffix(".png"))
     lines += winners_section(result["winners"], study.budget)
+    lines += named_section(result.get("named"))
     lines += probe_section(result["schedule_probe"], a)
     lines += progress_section(result, path.with_name(path.stem + "-supernet.png"))
     lines += curves_section(result, path.with_name(path.stem + "-curves.png"))
+    lines += partial_section(result.get("partial_training"), a)
     lines += after_search_section(result["after_search"], a)
     atomic_write_text(path, "\n".join(lines))
 
@@ -135,6 +137,27 @@ def winners_section(winners: dict, budget: float) -> list[str]:
         lines.append(f"| {k} | {w['fitness']:.2f} | {format_macs(w['macs'])} | "
                      f"{', '.join(f'{v:.2f}' for v in w['seeds'])} | {statistics.fmean(w['seeds']):.2f} | "
                      f"`{w['arch'].replace('|', '/')}` |")
+    return lines + [""]
+
+
+def named_section(named: dict | None) -> list[str]:
+    """The named architectures (`--extra`) against the first one named, each difference with its standard
+    error."""
+    if not named:
+        return []
+    base = named["baseline"]
+    lines = [f"## Named architectures against `{base['name']}`", "",
+             f"Each named architecture's seeds' mean less `{base['name']}`'s ({base['mean']:.2f}); the standard "
+             f"error takes one retraining's variance pooled over every architecture of the study "
+             f"({named['seed_variance']:.2f} points²).", "",
+             "| name | MACs | val top-1 (each seed) | mean | difference | SE | beyond 2 SE |",
+             "|---|---:|---|---:|---:|---:|---|",
+             f"| `{base['name']}` (baseline) | {format_macs(base['macs'])} | "
+             f"{', '.join(f'{v:.2f}' for v in base['seeds'])} | {base['mean']:.2f} | | | |"]
+    for r in named["others"]:
+        verdict = ("better" if r["diff"] > 0 else "worse") if abs(r["diff"]) > 2 * r["se"] else "no"
+        lines.append(f"| `{r['name']}` | {format_macs(r['macs'])} | {', '.join(f'{v:.2f}' for v in r['seeds'])} | "
+                     f"{r['mean']:.2f} | {r['diff']:+.2f} | {r['se']:.2f} | {verdict} |")
     return lines + [""]
 
 
@@ -298,6 +321,21 @@ def curves_section(result: dict, path: Path) -> list[str]:
     save_figure(fig, path)
     return ["## Learning curves", "", f"Validation top-1 after every epoch of {len(runs)} retrainings (blue: "
             "spread, orange: window, bold: named extras).", "", f"![learning curves]({path.name})", ""]
+
+
+def partial_section(partial: dict | None, a) -> list[str]:
+    """How early in the schedule a retraining's order shows (what an ASHA rung can see)."""
+    if not partial:
+        return []
+    first, second = partial["seeds"]
+    lines = [f"## How early the order shows: after k of {a.epochs} epochs", "",
+             f"Kendall tau of seed {first}'s validation top-1 after k epochs (inside the {a.epochs}-epoch schedule, "
+             "its learning rate not yet annealed: what an ASHA rung sees) against the final top-1 of the same run "
+             f"and of seed {second}, over {partial['archs']} architectures; 90 % intervals. At k = {a.epochs} the "
+             "second column is the seed-against-seed tau.", "",
+             f"| k | against the same run | against seed {second} |", "|---:|---|---|"]
+    lines += [f"| {p['epoch']} | {fmt(p['same_run'])} | {fmt(p['other_seed'])} |" for p in partial["points"]]
+    return lines + [""]
 
 
 def after_search_section(after: dict, a) -> list[str]:

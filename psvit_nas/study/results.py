@@ -10,7 +10,10 @@ from ..rankers import PROXIES
 from ..rankers.calibrated import features, leave_one_out
 from ..space import Arch
 from .jobs import VARIANTS, Job
-from .stats import composition, evaluation_share, interval, kendall, noise_ceiling, spearman, unpack
+from .stats import (MIN_ARCHS, composition, difference, evaluation_share, interval, kendall, noise_ceiling,
+                    seed_variance, spearman, unpack)
+
+PARTIAL_EPOCHS = (1, 2, 3, 5, 10, 15, 20, 25)
 
 
 def rankers(samplers: tuple[str, ...]) -> list[tuple[str, Callable[[dict], float | None]]]:
@@ -111,6 +114,10 @@ def analyse(study) -> dict[str, Any]:
         result["supernet_progress"] = progress
     if curves := learning_curves(study):
         result["curves"] = curves
+    if partial := partial_training(study):
+        result["partial_training"] = partial
+    if named := named_against_baseline(rows):
+        result["named"] = named
     return result
 
 
@@ -197,3 +204,38 @@ def supernet_progress(study, rows: list[dict]) -> dict[str, list[dict]]:
         if points:
             out[sampler] = points
     return out
+
+
+def partial_training(study) -> dict | None:
+    """How early a retraining's order shows: Kendall tau of the first seed's validation top-1 after k epochs
+    (a rung of ASHA inside the full schedule, learning rate not annealed) against the final top-1 of the same
+    run (what ASHA's pick is judged by) and of the second seed (what the architecture is worth, free of that
+    run's noise), over every architecture whose two first seeds kept their curves."""
+    s = study.settings
+    runs = []
+    for a in study.archs:
+        recs = [study.records.get(study.retrain(a.name, seed, a.arch)) for seed in s.seeds[:2]]
+        if len(recs) == 2 and all(r and len(r.get("curve", ())) == s.epochs for r in recs):
+            runs.append(recs)
+    if len(s.seeds) < 2 or len(runs) < MIN_ARCHS:
+        return None
+    points = []
+    for k in [e for e in PARTIAL_EPOCHS if e < s.epochs] + [s.epochs]:
+        early = [first["curve"][k - 1] for first, _ in runs]
+        points.append({"epoch": k, "same_run": interval(early, [first["val_top1"] for first, _ in runs], kendall),
+                       "other_seed": interval(early, [second["val_top1"] for _, second in runs], kendall)})
+    return {"archs": len(runs), "seeds": list(s.seeds[:2]), "points": points}
+
+
+def named_against_baseline(rows: list[dict]) -> dict | None:
+    """Each named architecture (`--extra`) against the first one named (the baseline): the difference of their
+    seeds' means and its standard error, one run's variance pooled over every architecture of the study."""
+    named = [r for r in rows if r.get("name")]
+    s2 = seed_variance(rows)
+    if len(named) < 2 or s2 is None:
+        return None
+    base = named[0]
+    out = [{"name": r["name"], "arch": r["arch"], "macs": r["macs"], "seeds": r["seeds"], "mean": r["mean"],
+            **dict(zip(("diff", "se"), difference(r["seeds"], base["seeds"], s2)))} for r in named[1:]]
+    return {"baseline": {k: base[k] for k in ("name", "arch", "macs", "seeds", "mean")}, "seed_variance": s2,
+            "others": out}

@@ -108,6 +108,17 @@ def evaluation_share(hits: list[list[np.ndarray]]) -> dict[str, float] | None:
             "disagree": float(np.mean([np.mean(h[0] != h[1]) for h in pairs]))}
 
 
+def seed_variance(rows: list[dict]) -> float | None:
+    """The pooled variance (points²) of one retraining's top-1 between seeds, over rows with 2+ seeds."""
+    seeds = [np.asarray(r["seeds"], float) for r in rows if len(r["seeds"]) > 1]
+    return float(np.mean([s.var(ddof=1) for s in seeds])) if seeds else None
+
+
+def difference(a: Sequence[float], b: Sequence[float], s2: float) -> tuple[float, float]:
+    """Mean of `a`'s seeds less mean of `b`'s, and its standard error given one run's variance `s2`."""
+    return float(np.mean(a) - np.mean(b)), float(np.sqrt(s2 / len(a) + s2 / len(b)))
+
+
 def _summary(taus: list[float]) -> Stat:
     taus = [t for t in taus if np.isfinite(t)]
     if not taus:
