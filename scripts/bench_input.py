@@ -28,7 +28,7 @@ from torchvision.transforms import v2
 
 from psvit_nas import SearchSpace, Supernet
 from psvit_nas.data import Augment, BatchAugment, CacheConfig, TrainLoader, holdout_split, load_images, load_split
-from psvit_nas.search import Evaluator, FitnessSet
+from psvit_nas.rankers import Evaluator, FitnessSet
 from psvit_nas.samplers import PathSampler
 from psvit_nas.train import TrainConfig, compile_cells, fit, param_groups, warmup_cosine
 

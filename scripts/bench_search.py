@@ -17,7 +17,8 @@ import torch
 
 from psvit_nas import SearchSpace, Supernet
 from psvit_nas.data import load_split
-from psvit_nas.search import FitnessSet, SearchConfig, evolve
+from psvit_nas.rankers import FitnessSet
+from psvit_nas.search import SearchConfig, evolve
 from psvit_nas.train import save_checkpoint
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from psvit_nas.rankers import FewShotRanker
-from psvit_nas.search import Evaluator, fitness_set_for
+from psvit_nas.rankers import Evaluator, fitness_set_for
 from psvit_nas.space import Arch
 from psvit_nas.study.stats import fmt, interval, kendall
 from psvit_nas.train import load_supernet

@@ -14,7 +14,7 @@ from psvit_nas.cli import main
 from psvit_nas.errors import ConfigError
 from psvit_nas.rankers import FewShotRanker
 from psvit_nas.samplers import Split, make_sampler
-from psvit_nas.search import Evaluator, FitnessSet
+from psvit_nas.rankers import Evaluator, FitnessSet
 from psvit_nas.train import load_checkpoint, load_supernet
 
 DIGITS = SearchSpace.from_yaml(SPACES / "digits.yaml")

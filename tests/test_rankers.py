@@ -13,7 +13,7 @@ from torch import nn
 from conftest import SPACES
 from psvit_nas import ArchSpec, SearchSpace
 from psvit_nas.cli import main
-from psvit_nas.search import Evaluator, FitnessSet
+from psvit_nas.rankers import Evaluator, FitnessSet
 from psvit_nas.train import load_supernet
 from psvit_nas.rankers.proxies import dss, grad_norm, naswot, snip, synflow
 from psvit_nas.rankers import RANKERS, FinetuneRanker, ProxyRanker

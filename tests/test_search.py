@@ -7,7 +7,8 @@ import torch
 from conftest import SPACES
 from psvit_nas import ArchSpec, SearchSpace
 from psvit_nas.cli import main
-from psvit_nas.search import Evaluator, FitnessSet, Search, SearchConfig, evolve
+from psvit_nas.rankers import Evaluator, FitnessSet
+from psvit_nas.search import Search, SearchConfig, evolve
 from psvit_nas.train import load_supernet
 
 DIGITS = SearchSpace.from_yaml(SPACES / "digits.yaml")
@@ -116,7 +117,7 @@ def test_ray_backend_matches_local_and_survives_a_killed_actor(tmp_path, superne
 
 def test_bn_recalibration_and_bn_batches_zero_keeping_the_supernets_statistics(supernet):
     from psvit_nas import Arch
-    from psvit_nas.search import inherited_model
+    from psvit_nas.rankers import inherited_model
 
     net, _ = load_supernet(supernet)
     arch = Arch(tuple(("reattn",) * stage.cells for stage in DIGITS.stages))

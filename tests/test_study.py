@@ -331,7 +331,7 @@ def test_partial_training_order_and_named_architectures_against_the_baseline(tmp
 
 def test_supernet_checkpoints_are_scored_as_they_are_and_never_trained_further(tmp_path):
     """Fitness at each checkpoint, fine-tuning and the proxies read the supernet and never change it."""
-    from psvit_nas.search import Evaluator, FitnessSet, fitness_set_for
+    from psvit_nas.rankers import Evaluator, FitnessSet, fitness_set_for
     from psvit_nas.train import load_supernet
     from psvit_nas.rankers.proxies import PROXIES
     from psvit_nas.rankers import ProxyRanker

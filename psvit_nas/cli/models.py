@@ -12,7 +12,7 @@ from .common import add_bn_batches_arg, add_data_args, add_run_folder_args, cach
 
 def _fitness_set(spec: ArchSpec, checkpoint: dict, args: argparse.Namespace):
     """The images a spec was scored on (from its best.yaml record), else the supernet's held-out images."""
-    from ..search import FitnessSet, fitness_set_for
+    from ..rankers import FitnessSet, fitness_set_for
 
     if "fitness_set" in spec.metrics:
         return FitnessSet(**spec.metrics["fitness_set"])
@@ -21,7 +21,7 @@ def _fitness_set(spec: ArchSpec, checkpoint: dict, args: argparse.Namespace):
 
 def _inherited_model(args: argparse.Namespace, spec: ArchSpec):
     """The spec's path of the supernet in args.supernet, BatchNorm recalibrated as in the search."""
-    from ..search import inherited_model
+    from ..rankers import inherited_model
     from ..train import load_supernet
 
     net, checkpoint = load_supernet(args.supernet)
@@ -45,7 +45,7 @@ def inherited_or_standalone(args: argparse.Namespace, spec: ArchSpec):
 def cmd_eval(args: argparse.Namespace) -> None:
     from ..data import EvalBatches, load_images
     from ..evaluate import evaluate
-    from ..search import FitnessSet
+    from ..rankers import FitnessSet
 
     spec = ArchSpec.from_yaml(args.arch)
     model = inherited_or_standalone(args, spec)

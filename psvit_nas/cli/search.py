@@ -9,7 +9,8 @@ from .common import add_bn_batches_arg, add_cache_args, add_run_folder_args, cac
 
 @command("evolve")
 def cmd_evolve(args: argparse.Namespace) -> None:
-    from ..search import SearchConfig, evolve, fitness_set_for
+    from ..rankers import fitness_set_for
+    from ..search import SearchConfig, evolve
     from ..train import load_supernet
 
     from ..io import run_folder

@@ -1,6 +1,6 @@
 """Rankers: what scores a search's candidates, higher meaning better; one callable per ranker (arch -> score).
 
-- `supernet`: top-1 with inherited weights on the fitness images (`search.fitness.Evaluator`).
+- `supernet`: top-1 with inherited weights on the fitness images (`fitness.Evaluator`).
 - a training-free proxy (`proxies.PROXIES`) of the architecture at a seeded initialisation, on one fitness batch.
 - `finetune`: a few SGD steps from the inherited weights (`finetune`).
 - `calibrated`: predicted retrained accuracy from cheap features, fitted on a study's records (`calibrated`).
@@ -8,17 +8,15 @@
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from ..errors import ConfigError
 from ..space import Arch
 from .calibrated import CalibratedRanker, retrained
 from .fewshot import FewShotRanker
 from .finetune import FINETUNE_STEPS, FinetuneRanker
+from .fitness import Batches, Evaluator, FitnessSet, fitness_set_for, inherited_model
 from .proxies import PROXIES, ProxyRanker
-
-if TYPE_CHECKING:
-    from ..search.fitness import Batches, Evaluator
 
 RANKERS = ("supernet", *PROXIES, "finetune", "calibrated", "fewshot")
 
@@ -55,5 +53,5 @@ def make_ranker(name: str, evaluator: Evaluator, train: Callable[[], Batches], r
     return ProxyRanker(space, name, next(iter(evaluator.batches)))
 
 
-__all__ = ["FINETUNE_STEPS", "PROXIES", "RANKERS", "CalibratedRanker", "FewShotRanker", "FinetuneRanker", "ProxyRanker",
-           "make_ranker"]
+__all__ = ["FINETUNE_STEPS", "PROXIES", "RANKERS", "CalibratedRanker", "Evaluator", "FewShotRanker", "FinetuneRanker",
+           "FitnessSet", "ProxyRanker", "fitness_set_for", "inherited_model", "make_ranker"]

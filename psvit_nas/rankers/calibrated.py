@@ -6,15 +6,14 @@ import json
 import re
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..errors import ConfigError
 from ..space import Arch, SearchSpace
+from .fitness import Evaluator
 
-if TYPE_CHECKING:
-    from ..search.fitness import Evaluator
 
 
 def features(space: SearchSpace, arch: Arch, fitness: float) -> list[float]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
@@ -17,9 +17,8 @@ from ..samplers import Split
 from ..space import Arch
 from ..supernet import Supernet
 from ..train import TrainConfig, fit_on, load_checkpoint, load_supernet
+from .fitness import Evaluator
 
-if TYPE_CHECKING:
-    from ..search.fitness import Evaluator
 
 MANIFEST = "fewshot.yaml"
 

@@ -3,16 +3,14 @@ by minus the summed training loss (held-out top-1 after is recorded too)."""
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from ..evaluate import evaluate
 from ..space import Arch
+from .fitness import Batches, Evaluator
 
-if TYPE_CHECKING:
-    from ..search.fitness import Batches, Evaluator
 
 FINETUNE_STEPS = 20
 

@@ -9,7 +9,7 @@ import torch
 from ..cluster import start_ray
 from ..space import Arch, SearchSpace
 from ..supernet import Supernet
-from .fitness import Batches, Evaluator
+from ..rankers.fitness import Batches, Evaluator
 
 OnResult = Callable[[Arch, float], None]
 

@@ -22,7 +22,7 @@ from ..train import load_supernet
 from .backends import LocalBackend, RayBackend
 from .cache import FitnessCache
 from .evolution import Search, SearchConfig
-from .fitness import Evaluator, FitnessSet, file_digest
+from ..rankers.fitness import Evaluator, FitnessSet, file_digest
 from ..rankers import FINETUNE_STEPS, make_ranker
 from .report import plot_pareto, plot_progress, summary
 

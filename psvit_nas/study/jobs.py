@@ -194,7 +194,7 @@ def _finetune(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _proxy(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
     """A training-free proxy at initialisation on the first batch of the fitness images (as `evolve` scores)."""
-    from ..search import FitnessSet
+    from ..rankers import FitnessSet
     from ..rankers import ProxyRanker
 
     def scorer():
@@ -220,7 +220,7 @@ def _fill(setup: Setup, job: Job, scorer) -> dict[str, Any]:
 
 def _evaluator(setup: Setup, job: Job):
     """The job's supernet checkpoint and its fitness images, as a `search.Evaluator`."""
-    from ..search import Evaluator, fitness_set_for
+    from ..rankers import Evaluator, fitness_set_for
     from ..train import load_supernet
 
     how = VARIANTS[job.variant]

@@ -180,7 +180,8 @@ class Study:
 
     def search(self, job: Job) -> str:
         """Evolution or random search on the first sampler's supernet at the window's budget; the winner."""
-        from ..search import SearchConfig, evolve, fitness_set_for
+        from ..rankers import fitness_set_for
+        from ..search import SearchConfig, evolve
         from ..train import load_supernet
 
         if (record := self.records.get(job)) is None:
