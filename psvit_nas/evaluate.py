@@ -52,14 +52,16 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
     """Re-estimate BatchNorm running statistics (cumulative average) on fixed training batches.
 
     Meant for a standalone (exported) model, so that a supernet shared by several
-    evaluations is never modified. Leaves the model in eval mode.
+    evaluations is never modified. Only the BatchNorm layers run in training mode (drop path
+    and dropout stay off). Leaves the model in eval mode.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in norms]
+    model.eval()
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average over the calibration batches
-    model.train()
+        m.train()
     for x, _ in batches:
         model(x.to(device))
     for m, momentum in zip(norms, saved):

@@ -143,6 +143,8 @@ CASES = [
                                                          str(t / "run")], "recipe.randaugment"),
     ("repeated augmentation zero", lambda t: [*FIT, "--arch", _spec(t), "--repeated-aug", "0", "--out",
                                               str(t / "run")], "--repeated-aug"),
+    ("BatchNorm calibration batches negative", lambda t: [*FIT, "--arch", _spec(t), "--bn-batches", "-1", "--out",
+                                                          str(t / "run")], "--bn-batches"),
     ("supernet checkpoint missing", lambda t: ["evolve", "--supernet", str(t / "none.pt"), "--flops", "1M", "--out",
                                                str(t / "run")], "none.pt"),
     ("evolve: population zero", lambda t: ["evolve", "--supernet", str(t / "none.pt"), "--flops", "1M",

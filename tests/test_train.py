@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Subset
 
 from conftest import ROOT, SPACES
-from psvit_nas import SearchSpace, Supernet
+from psvit_nas import Arch, SearchSpace, Supernet
 from psvit_nas.samplers import SAMPLERS
 from psvit_nas.cli import main
 import psvit_nas.train.loop
@@ -104,6 +104,26 @@ def test_standalone_training_and_eval(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["top1"] == pytest.approx(rows[-1]["val_top1"])
     assert {"top1", "top5", "loss", "images_per_s"} <= set(result)
+
+
+def test_batchnorm_is_reestimated_before_each_validation_and_the_weights_are_untouched(tmp_path, capsys):
+    """A Re-Attention model's BatchNorm statistics are re-estimated on fixed training batches before each
+    validation: the weights train exactly as without it, and the saved model evaluates to what was logged."""
+    space = SearchSpace.from_yaml(DIGITS)
+    arch = tmp_path / "arch.yaml"
+    space.spec(Arch.parse("|".join(["reattn-layer-reattn-lsla"] * 3))).to_yaml(arch)
+    runs = {}
+    for bn in ("0", "10"):
+        out = tmp_path / f"bn{bn}"
+        assert main(["train", "--arch", str(arch), "--out", str(out), "--epochs", "2", "--bn-batches", bn]) == 0
+        runs[bn] = _metrics(out)
+    assert [r["weight_digests"] for r in runs["0"]] == [r["weight_digests"] for r in runs["10"]]
+    stats = {bn: [b for k, b in load_checkpoint(tmp_path / f"bn{bn}" / "last.pt", space)["model"].items()
+                  if k.endswith("running_mean")] for bn in runs}
+    assert stats["0"] and not all(torch.equal(a, b) for a, b in zip(stats["0"], stats["10"]))
+    capsys.readouterr()
+    assert main(["eval", "--arch", str(arch), "--weights", str(tmp_path / "bn10" / "last.pt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(runs["10"][-1]["val_top1"])
 
 
 @pytest.mark.slow
