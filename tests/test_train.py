@@ -126,6 +126,20 @@ def test_batchnorm_is_reestimated_before_each_validation_and_the_weights_are_unt
     assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(runs["10"][-1]["val_top1"])
 
 
+def test_a_supernets_validation_paths_are_recalibrated_on_copies_and_the_supernet_is_untouched(tmp_path):
+    """With --bn-batches the supernet's validation re-estimates BatchNorm on a copy of each path: every tensor of
+    the supernet (buffers included) ends as without it, and the logged validation differs."""
+    runs = {}
+    for bn in ("0", "10"):
+        out = tmp_path / f"bn{bn}"
+        assert main(["train-supernet", "--config", DIGITS, "--out", str(out), "--epochs", "1", "--batch-size", "128",
+                     "--bn-batches", bn]) == 0
+        runs[bn] = load_checkpoint(out / "last.pt", SearchSpace.from_yaml(DIGITS))["model"]
+    assert runs["0"].keys() == runs["10"].keys()
+    assert all(torch.equal(runs["0"][k], runs["10"][k]) for k in runs["0"])
+    assert _metrics(tmp_path / "bn0")[-1]["val_loss"] != _metrics(tmp_path / "bn10")[-1]["val_loss"]
+
+
 @pytest.mark.slow
 def test_ddp_two_cpu_ranks_share_paths_and_weights(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

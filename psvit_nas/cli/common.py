@@ -83,6 +83,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    "the preset ('': off)")
     p.add_argument("--repeated-aug", type=int, default=d.repeated_aug, help="DeiT's repeated augmentation: each "
                    "image this many times per epoch, each copy augmented on its own (DeiT: 3; default 1: off)")
+    p.add_argument("--bn-batches", type=int, default=d.bn_batches, help="BatchNorm (Re-Attention paths): fixed "
+                   "training batches that re-estimate its statistics before each validation, so that a reading "
+                   "mid-schedule is not of stale statistics (0: keep the running ones)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--save-every", type=int, default=d.save_every, help="also keep epochN.pt every N epochs")
     p.add_argument("--checkpoint-every-steps", type=int, default=d.checkpoint_every_steps, help="also write "

@@ -18,7 +18,8 @@ def _train_config(args: argparse.Namespace, space: SearchSpace):
     check_numbers(args, positive=("epochs", "batch_size", "lr", "lr_batch", "repeated_aug"),
                   share=("distill_weight", "random_erasing", "ema", "drop_path"),
                   at_least_0=("min_lr", "weight_decay", "warmup_epochs", "clip_grad", "save_every", "workers",
-                              "checkpoint_every_steps", "mixup", "cutmix", "label_smoothing", "sandwich_k"))
+                              "checkpoint_every_steps", "mixup", "cutmix", "label_smoothing", "sandwich_k",
+                              "bn_batches"))
     flops_range = None
     if getattr(args, "flops_range", None):
         flops_range = tuple(parse_budget(v, field_name="--flops-range") for v in args.flops_range)
@@ -65,8 +66,6 @@ def cmd_train(args: argparse.Namespace) -> None:
         _apply_recipe(args)
     if args.num_classes is not None and args.num_classes < 1:
         raise ConfigError(None, "--num-classes", f"expected a positive number, got {args.num_classes}")
-    if args.bn_batches < 0:
-        raise ConfigError(None, "--bn-batches", f"expected 0 or more, got {args.bn_batches}")
     if _checked_or_printed(args, spec.space):
         return
     torch.manual_seed(args.seed)
@@ -133,8 +132,6 @@ def _apply_recipe(args: argparse.Namespace) -> None:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """This group's subcommands and their arguments."""
-    from ..train import TrainConfig
-
     p = sub.add_parser("train-supernet", help="train a weight-sharing supernet, one sampled set of paths per "
                        "step (--sampler: SPOS's uniform path, FairNAS, sandwich, FLOPs prior)")
     p.add_argument("--config", required=True, help="search space YAML")
@@ -173,6 +170,4 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", help="a recipe file (recipes/deit.yaml, or recipe.yaml from psvit-nas tune): its "
                    "values replace the defaults of the options not given")
     add_train_args(p)
-    p.add_argument("--bn-batches", type=int, default=TrainConfig.bn_batches, help="a model with BatchNorm "
-                   "(Re-Attention): fixed training batches that re-estimate its statistics before each validation, "
-                   "so that a reading mid-schedule is not of stale statistics (0: keep the running ones)")
+

@@ -171,7 +171,7 @@ def goals_section(result: dict, a) -> list[str]:
 
 
 def variants_section(result: dict, a) -> list[str]:
-    """docs/results.md: what else moves tau, on the first sampler's supernet."""
+    """The report: what else moves tau, on the first sampler's supernet."""
     first, ranking = a.samplers[0], result["ranking"]
 
     def cell(scope: str, name: str) -> str:
@@ -242,7 +242,7 @@ def _best_ranker(ranking: dict, names: list[str]) -> list[str]:
 
 
 def composition_section(comp: dict[str, dict], samplers: tuple[str, ...]) -> list[str]:
-    """docs/results.md: which cell choices the ground truth rewards, and which each supernet does."""
+    """The report: which cell choices the ground truth rewards, and which each supernet does."""
     if not comp:
         return []
     names = list(next(iter(comp.values())))
@@ -339,7 +339,7 @@ def partial_section(partial: dict | None, a) -> list[str]:
 
 
 def after_search_section(after: dict, a) -> list[str]:
-    """docs/results.md: finalize's pick against the search's top-1, the tuned recipe against the default."""
+    """The report: finalize's pick against the search's top-1, the tuned recipe against the default."""
     final, tuned, retrains = after["finalize"], after["tune"], after["retrains"]
     if not final:
         return ["## After the search: `finalize` and `tune`", "",

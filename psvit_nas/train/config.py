@@ -24,8 +24,8 @@ class TrainConfig:
     compile: bool = False
     repeated_aug: int = 1             # DeiT's repeated augmentation: each image this many times per epoch
     val_archs: int = 3
-    bn_batches: int = 10              # a model with BatchNorm (Re-Attention): fixed training batches that
-                                      # re-estimate its statistics before each validation (0: running statistics)
+    bn_batches: int = 10              # BatchNorm (Re-Attention): fixed training batches that re-estimate its
+                                      # statistics before each validation (0: the running statistics)
     sampler: str = "uniform"
     sandwich_k: int = 2
     distill_weight: float = 0.5       # sandwich students: this share of the loss on the largest path, the rest labels

@@ -139,7 +139,7 @@ class _Run:
         self.val_batches = EvalBatches(Subset(val_set, range(env.rank, len(val_set), env.world)), space.image_size,
                                        cfg.batch_size * 2, env.device, cfg.workers)
         self.bn_batches = _calibration_batches(train_set, space, cfg, env) \
-            if self.arch and cfg.bn_batches and has_batchnorm(self.model) else None
+            if cfg.bn_batches and has_batchnorm(self.model) else None
 
     def _optimizer(self) -> None:
         cfg, model = self.cfg, self.model
@@ -277,9 +277,10 @@ class _Run:
         """Validate, then (main process) append the epoch's metrics, checkpoint, log, and call `on_epoch`."""
         env, cfg = self.env, self.cfg
         validated = self.ema.module if self.ema is not None else self.model
-        if self.bn_batches is not None:
+        if self.bn_batches is not None and self.arch:
             recalibrate_bn(validated, self.bn_batches, env.device)
-        val = _validate(validated, self.val_batches, self.val_archs, env, self.amp)
+        val = _validate(validated, self.val_batches, self.val_archs, env, self.amp,
+                        None if self.arch else self.bn_batches)
         last = {"epoch": epoch + 1, "step": (epoch + 1) * self.steps_per_epoch, "train_loss": loss_sum / seen,
                 "lr": self.scheduler.get_last_lr()[0], "images_per_s": seen * env.world / elapsed, **val}
         gathered = env.gather((self.path_digest, _weights_digest(self.model)))
@@ -311,12 +312,18 @@ def _weights_digest(model: nn.Module) -> str:
     return _digest("".join(f"{p.detach().double().sum().item():.10e}" for p in model.parameters()))
 
 
-def _validate(model: nn.Module, batches: EvalBatches, archs: list[Arch | None], env: Dist,
-              amp: bool) -> dict[str, float]:
-    """Validation metrics, averaged over the fixed validation paths; sharded over ranks without padding."""
+def _validate(model: nn.Module, batches: EvalBatches, archs: list[Arch | None], env: Dist, amp: bool,
+              bn_batches: EvalBatches | None = None) -> dict[str, float]:
+    """Validation metrics, averaged over the fixed validation paths (of a supernet: each path a copy whose
+    BatchNorm statistics are re-estimated on `bn_batches` when given); sharded over ranks without padding."""
     totals = torch.zeros(4, dtype=torch.float64)
     for arch in archs:
-        m = evaluate(model, batches, arch, env.device, amp)
+        if bn_batches is not None:
+            path = model.export(arch).to(env.device)
+            recalibrate_bn(path, bn_batches, env.device)
+            m = evaluate(path, batches, None, env.device, amp)
+        else:
+            m = evaluate(model, batches, arch, env.device, amp)
         totals += torch.tensor([m["top1"] * m["images"], m["top5"] * m["images"], m["loss"] * m["images"],
                                 m["images"]], dtype=torch.float64)
     if env.world > 1:
@@ -327,9 +334,10 @@ def _validate(model: nn.Module, batches: EvalBatches, archs: list[Arch | None], 
 
 def _calibration_batches(train_set: Dataset, space: SearchSpace, cfg: TrainConfig, env: Dist) -> EvalBatches:
     """`cfg.bn_batches` fixed batches of training images without augmentation (a seeded choice, the same on
-    every rank and every epoch), on which a standalone model's BatchNorm statistics are re-estimated: its
-    running statistics lag the weights while the learning rate is high (a Re-Attention path at 5 % top-1
-    mid-schedule reads 35 % once re-estimated) and settle only as it anneals."""
+    every rank and every epoch), on which BatchNorm statistics are re-estimated before each validation (a
+    standalone model's in place; a supernet's on a copy of each validation path): running statistics lag
+    the weights while the learning rate is high (a Re-Attention path at 5 % top-1 mid-schedule reads 35 %
+    once re-estimated) and settle only as it anneals."""
     pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed + 104729))
     return EvalBatches(Subset(train_set, pick[: cfg.bn_batches * cfg.batch_size].tolist()), space.image_size,
                        cfg.batch_size, env.device, cfg.workers)
