@@ -166,7 +166,7 @@ def _check_result(tmp_path):
     for record in (tmp_path / "study" / "records").glob("retrain-*.json"):  # per-image hits and curves, as scored
         rec = json.loads(record.read_text())
         assert 100 * unpack(rec["val_correct"]).mean() == pytest.approx(rec["val_top1"])
-        assert rec["curve"][-1] == pytest.approx(rec["val_top1"])
+        assert rec["curve"][-1] == pytest.approx(rec["val_top1"]) and rec["bn_batches"] == 10
 
 
 @pytest.mark.slow
@@ -314,6 +314,7 @@ def test_partial_training_order_and_named_architectures_against_the_baseline(tmp
     result = analyse(study)
     partial = result["partial_training"]
     assert partial["archs"] == len(study.archs) and [p["epoch"] for p in partial["points"]] == [1, 2, 3, 4]
+    assert partial["stale_bn"] == sum("reattn" in str(a.arch) for a in study.archs) > 0  # no bn_batches recorded
     for point, expected in zip(partial["points"], (-1, -1, 1, 1)):
         for against in ("same_run", "other_seed"):
             assert point[against][0] == pytest.approx(expected)
@@ -325,7 +326,7 @@ def test_partial_training_order_and_named_architectures_against_the_baseline(tmp
     write_results(tmp_path / "results.md", result, study, "psvit-nas study ...")
     text = (tmp_path / "results.md").read_text()
     assert "## How early the order shows: after k of 4 epochs" in text
-    assert "## Named architectures against `layers`" in text
+    assert "## Named architectures against `layers`" in text and "trained before validation re-estimated" in text
     assert "| `mine` | " in text and "| +3.00 | 0.71 | better |" in text
 
 

@@ -145,7 +145,7 @@ def _retrain(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
                   command=f"psvit-nas study: {job.key}")
     hits = correct(model.eval(), ground_truth_batches(setup))
     return ({"arch": job.arch, "seed": job.seed, "val_top1": last["val_top1"], "val_loss": last["val_loss"]},
-            {"val_correct": hits, "curve": learning_curve(folder)})
+            {"val_correct": hits, "curve": learning_curve(folder), "bn_batches": cfg.bn_batches})
 
 
 def _train_supernet(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -335,6 +335,11 @@ def partial_section(partial: dict | None, a) -> list[str]:
              "second column is the seed-against-seed tau.", "",
              f"| k | against the same run | against seed {second} |", "|---:|---|---|"]
     lines += [f"| {p['epoch']} | {fmt(p['same_run'])} | {fmt(p['other_seed'])} |" for p in partial["points"]]
+    if partial.get("stale_bn"):
+        lines += ["", f"{partial['stale_bn']} of these runs have Re-Attention cells and were trained before "
+                  "validation re-estimated BatchNorm statistics (`--bn-batches`): their mid-schedule readings are "
+                  "of running statistics that lag the weights while the learning rate is high, so these columns "
+                  "understate what a rung of a run trained today sees."]
     return lines + [""]
 
 

@@ -224,7 +224,8 @@ def partial_training(study) -> dict | None:
         early = [first["curve"][k - 1] for first, _ in runs]
         points.append({"epoch": k, "same_run": interval(early, [first["val_top1"] for first, _ in runs], kendall),
                        "other_seed": interval(early, [second["val_top1"] for _, second in runs], kendall)})
-    return {"archs": len(runs), "seeds": list(s.seeds[:2]), "points": points}
+    stale = sum(not first.get("bn_batches") and "reattn" in first["arch"] for first, _ in runs)
+    return {"archs": len(runs), "seeds": list(s.seeds[:2]), "points": points, "stale_bn": stale}
 
 
 def named_against_baseline(rows: list[dict]) -> dict | None:
