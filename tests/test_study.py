@@ -246,6 +246,19 @@ def _synthetic_study(tmp_path):
     return Study(settings)
 
 
+def _put_retrainings(study, curve) -> dict[str, float]:
+    """Records of every architecture with seeds 0 and 1: top-1 20 + 3 x its index (+ the seed), the learning
+    curve `curve(final)`; returns each name's seed-0 top-1."""
+    acc = {a.name: 20.0 + 3 * i for i, a in enumerate(study.archs)}
+    for a in study.archs:
+        for seed in (0, 1):
+            final = acc[a.name] + seed
+            study.records.put(study.retrain(a.name, seed, a.arch), {
+                "arch": str(a.arch), "seed": seed, "val_top1": final, "val_loss": 1.0, "minutes": 0.1,
+                "curve": curve(final)})
+    return acc
+
+
 def test_a_named_extra_architecture_joins_every_job_of_the_window(tmp_path):
     from psvit_nas.study.jobs import Job
 
@@ -267,13 +280,7 @@ def test_schedule_check_and_learning_curves_from_records(tmp_path):
     from psvit_nas.study import analyse, write_results
 
     study = _synthetic_study(tmp_path)
-    acc = {a.name: 20.0 + 3 * i for i, a in enumerate(study.archs)}
-    for a in study.archs:
-        for seed in (0, 1):
-            final = acc[a.name] + seed
-            study.records.put(study.retrain(a.name, seed, a.arch), {
-                "arch": str(a.arch), "seed": seed, "val_top1": final, "val_loss": 1.0, "minutes": 0.1,
-                "curve": [final / 4, final / 2, final * 0.9, final]})
+    acc = _put_retrainings(study, lambda final: [final / 4, final / 2, final * 0.9, final])
     short = {"spread0": 10.0, "spread1": 12.0, "spread2": 11.0, "spread3": 13.0}  # one pair swapped
     for job, a in zip(study.probe_jobs(), study.probe):
         study.records.put(job, {"arch": str(a.arch), "seed": 0, "val_top1": short[a.name], "val_loss": 1.0,
@@ -304,13 +311,7 @@ def test_partial_training_order_and_named_architectures_against_the_baseline(tmp
     first = _synthetic_study(tmp_path)
     window0 = next(a for a in first.archs if a.name == "window0")
     study = Study(replace(first.settings, extra=("layers=all-layer", f"mine={window0.arch}")))
-    acc = {a.name: 20.0 + 3 * i for i, a in enumerate(study.archs)}
-    for a in study.archs:
-        for seed in (0, 1):
-            final = acc[a.name] + seed
-            study.records.put(study.retrain(a.name, seed, a.arch), {
-                "arch": str(a.arch), "seed": seed, "val_top1": final, "val_loss": 1.0, "minutes": 0.1,
-                "curve": [100 - final, 100 - final, final - 1, final]})
+    acc = _put_retrainings(study, lambda final: [100 - final, 100 - final, final - 1, final])
     result = analyse(study)
     partial = result["partial_training"]
     assert partial["archs"] == len(study.archs) and [p["epoch"] for p in partial["points"]] == [1, 2, 3, 4]
