@@ -318,12 +318,12 @@ def _validate(model: nn.Module, batches: EvalBatches, archs: list[Arch | None], 
     BatchNorm statistics are re-estimated on `bn_batches` when given); sharded over ranks without padding."""
     totals = torch.zeros(4, dtype=torch.float64)
     for arch in archs:
+        net, path = model, arch
         if bn_batches is not None:
-            path = model.export(arch).to(env.device)
-            recalibrate_bn(path, bn_batches, env.device)
-            m = evaluate(path, batches, None, env.device, amp)
-        else:
-            m = evaluate(model, batches, arch, env.device, amp)
+            net, path = model.export(arch).to(env.device), None
+            if has_batchnorm(net):
+                recalibrate_bn(net, bn_batches, env.device)
+        m = evaluate(net, batches, path, env.device, amp)
         totals += torch.tensor([m["top1"] * m["images"], m["top5"] * m["images"], m["loss"] * m["images"],
                                 m["images"]], dtype=torch.float64)
     if env.world > 1:
