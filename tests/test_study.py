@@ -19,7 +19,7 @@ from psvit_nas.cli import main
 from psvit_nas.data import load_split
 from psvit_nas.study.data import gt_subset
 from psvit_nas.study.stats import (ALL_TIED, TOO_FEW, evaluation_share, fmt, interval, kendall, noise_ceiling,
-                                   spearman, unpack)
+                                   seeds_needed, spearman, unpack)
 
 TINY = ["--data", "digits", "--config", str(SPACES / "digits.yaml"), "--spread", "3", "--window", "2",
         "--epochs", "1", "--supernet-epochs", "2", "--samplers", "uniform", "--population", "4",
@@ -73,6 +73,16 @@ def test_noise_ceiling_follows_the_seed_noise():
     measured = stats.kendalltau(seeds[:, 0], seeds[:, 1]).statistic
     assert noisy["self"][1] <= measured <= noisy["self"][2]
     assert noisy["self"][0] < noisy["ceiling"][0] < 0.9
+
+
+def test_seeds_needed_grows_with_the_noise_and_one_seed_suffices_without_it():
+    """Two means of k seeds agree at the target tau: k = 1 without noise, more seeds for more noise, none when
+    the noise swamps the spread between architectures."""
+    truth = np.linspace(0, 3, 12)
+    assert seeds_needed([[a, a + 1e-3] for a in truth], 0.75) == 1
+    needed = [seeds_needed([[a - d, a + d] for a in truth], 0.75) for d in (0.3, 0.5)]  # one run's variance 2d²
+    assert needed[0] is not None and needed[1] is not None and 1 < needed[0] < needed[1]
+    assert seeds_needed([[0.0, 5.0], [0.1, 4.9], [5.0, 0.0], [4.9, 0.1]], 0.75) is None  # noise swamps spread
 
 
 def test_evaluation_share_is_all_of_the_noise_when_seeds_differ_only_by_the_images():

@@ -138,14 +138,10 @@ def noise_ceiling(seeds: list[list[float]], draws: int = 2000) -> dict[str, Stat
     acc = np.asarray(seeds, float)
     if len(acc) < MIN_ARCHS:
         return {"ceiling": TOO_FEW, "self": TOO_FEW}
-    n, mean = acc.shape[1], acc.mean(axis=1)
-    s2 = acc.var(axis=1, ddof=1).mean()
-    spread = mean.var(ddof=1)
-    true_spread = max(spread - s2 / n, 0.0)
-    if true_spread == 0:
+    if (model := _noise_model(acc)) is None:
         return {"ceiling": ALL_TIED, "self": ALL_TIED}
-    truth = mean.mean() + (mean - mean.mean()) * np.sqrt(true_spread / spread)
-    rng = np.random.default_rng(0)
+    truth, s2 = model
+    n, rng = acc.shape[1], np.random.default_rng(0)
 
     def seed() -> np.ndarray:
         return truth + rng.normal(0, np.sqrt(s2), len(truth))
@@ -153,6 +149,33 @@ def noise_ceiling(seeds: list[list[float]], draws: int = 2000) -> dict[str, Stat
     return {"ceiling": _summary([kendall(truth, np.mean([seed() for _ in range(n)], axis=0))
                                  for _ in range(draws)]),
             "self": _summary([kendall(seed(), seed()) for _ in range(draws)])}
+
+
+def _noise_model(acc: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """(true accuracies, one run's variance) of `noise_ceiling`'s model; None when the seed noise is as large
+    as the spread between architectures."""
+    n, mean = acc.shape[1], acc.mean(axis=1)
+    s2 = acc.var(axis=1, ddof=1).mean()
+    spread = mean.var(ddof=1)
+    true_spread = max(spread - s2 / n, 0.0)
+    if true_spread == 0:
+        return None
+    return mean.mean() + (mean - mean.mean()) * np.sqrt(true_spread / spread), float(s2)
+
+
+def seeds_needed(seeds: list[list[float]], target: float, most: int = 64, draws: int = 500) -> int | None:
+    """The fewest seeds per architecture at which two independent k-seed means of `noise_ceiling`'s model agree
+    at a mean Kendall tau of `target` or more; None when even `most` seeds do not (or the model is undefined)."""
+    acc = np.asarray(seeds, float)
+    if len(acc) < MIN_ARCHS or (model := _noise_model(acc)) is None:
+        return None
+    truth, s2 = model
+    rng = np.random.default_rng(0)
+    for k in range(1, most + 1):
+        a, b = (truth + rng.normal(0, np.sqrt(s2 / k), (draws, len(truth))) for _ in range(2))
+        if np.nanmean(kendall(a, b)) >= target:
+            return k
+    return None
 
 
 def composition(rows: list[dict], scorers: list[tuple[str, Callable[[dict], float | None]]],
