@@ -338,8 +338,8 @@ def partial_section(partial: dict | None, a) -> list[str]:
     if partial.get("stale_bn"):
         lines += ["", f"{partial['stale_bn']} of these runs have Re-Attention cells and were trained before "
                   "validation re-estimated BatchNorm statistics (`--bn-batches`): their mid-schedule readings are "
-                  "of running statistics that lag the weights while the learning rate is high, so these columns "
-                  "understate what a rung of a run trained today sees."]
+                  "of running statistics that lag the weights while the learning rate is high: noise that a rung "
+                  "of a run trained today does not read."]
     return lines + [""]
 
 
