@@ -130,6 +130,7 @@ def _bad_records(tmp_path):
     (lambda p: ["--extra", "big=all-share"], "--extra"),
     (lambda p: ["--extra", "layers=all-teleport"], "unknown choice"),
     (lambda p: ["--epochs", "0"], "--epochs"),
+    (lambda p: ["--seeds", "0", "1", "--named-seeds", "1", "2", "3"], "--named-seeds"),
     (lambda p: ["--stages", "retrain", "dance"], "--stages"),
     (lambda p: ["--data", str(p)], "not in the Tiny-ImageNet layout"),
     (lambda p: ["--data", str(p / "missing")], "no such folder"),
@@ -313,15 +314,22 @@ def test_schedule_check_and_learning_curves_from_records(tmp_path):
 
 def test_partial_training_order_and_named_architectures_against_the_baseline(tmp_path):
     """Curves whose order is reversed for two epochs and right from the third give tau -1 then 1 at those rungs,
-    against both seeds; a named architecture's difference from the baseline carries the pooled seed noise."""
+    against both seeds; a named architecture's difference from the baseline takes all its --named-seeds and
+    carries the pooled seed noise."""
     from dataclasses import replace
 
     from psvit_nas.study import Study, analyse, write_results
 
     first = _synthetic_study(tmp_path)
     window0 = next(a for a in first.archs if a.name == "window0")
-    study = Study(replace(first.settings, extra=("layers=all-layer", f"mine={window0.arch}")))
+    study = Study(replace(first.settings, extra=("layers=all-layer", f"mine={window0.arch}"), named_seeds=(0, 1, 2, 3)))
+    named_jobs = {j.key for j in study.ground_truth_jobs() if j.seed in (2, 3)}
+    assert named_jobs == {f"retrain-{n}-seed{k}" for n in ("layers", "mine") for k in (2, 3)}
     acc = _put_retrainings(study, lambda final: [100 - final, 100 - final, final - 1, final])
+    for a in study.archs[-2:]:
+        for seed in (2, 3):
+            study.records.put(study.retrain(a.name, seed, a.arch), {
+                "arch": str(a.arch), "seed": seed, "val_top1": acc[a.name] + seed, "val_loss": 1.0, "minutes": 0.1})
     result = analyse(study)
     partial = result["partial_training"]
     assert partial["archs"] == len(study.archs) and [p["epoch"] for p in partial["points"]] == [1, 2, 3, 4]
@@ -330,15 +338,18 @@ def test_partial_training_order_and_named_architectures_against_the_baseline(tmp
         for against in ("same_run", "other_seed"):
             assert point[against][0] == pytest.approx(expected)
     named = result["named"]
-    assert named["baseline"]["name"] == "layers" and named["seed_variance"] == pytest.approx(0.5)
+    s2 = (6 * 0.5 + 2 * np.var([0, 1, 2, 3], ddof=1)) / 8  # six rows of two seeds, two of four
+    assert named["baseline"]["name"] == "layers" and named["seed_variance"] == pytest.approx(s2)
     (mine,) = named["others"]
-    assert mine["name"] == "mine" and mine["diff"] == pytest.approx(acc["mine"] - acc["layers"])
-    assert mine["se"] == pytest.approx(np.sqrt(0.5 / 2 + 0.5 / 2))
+    assert mine["name"] == "mine" and len(mine["seeds"]) == 4
+    assert mine["diff"] == pytest.approx(acc["mine"] - acc["layers"])
+    assert mine["se"] == pytest.approx(np.sqrt(s2 / 4 + s2 / 4))
+    assert [len(r["seeds"]) for r in result["rows"]] == [2] * 8  # the rankings take the study's seeds
     write_results(tmp_path / "results.md", result, study, "psvit-nas study ...")
     text = (tmp_path / "results.md").read_text()
     assert "## How early the order shows: after k of 4 epochs" in text
     assert "## Named architectures against `layers`" in text and "trained before validation re-estimated" in text
-    assert "| `mine` | " in text and "| +3.00 | 0.71 | better |" in text
+    assert f"| +3.00 | {np.sqrt(s2 / 2):.2f} | better |" in text and "| `mine` | " in text
 
 
 def test_supernet_checkpoints_are_scored_as_they_are_and_never_trained_further(tmp_path):

@@ -30,13 +30,18 @@ def _settings(args: argparse.Namespace):
         raise ConfigError(None, "--samplers", f"unknown {unknown}; expected some of {list(SAMPLERS)}")
     if not args.seeds or len(set(args.seeds)) != len(args.seeds):
         raise ConfigError(None, "--seeds", f"expected distinct seeds, got {args.seeds}")
+    if args.named_seeds and (len(set(args.named_seeds)) != len(args.named_seeds) or
+                             not set(args.seeds) <= set(args.named_seeds)):
+        raise ConfigError(None, "--named-seeds", f"expected distinct seeds that include every --seeds seed "
+                          f"{args.seeds}, got {args.named_seeds}")
     if args.cpus_per_trial is not None and args.cpus_per_trial < 1:
         raise ConfigError(None, "--cpus-per-trial", f"expected a positive number, got {args.cpus_per_trial}")
     check_stages(tuple(args.stages))
     out = Path(args.out)
     return StudySettings(**{k: getattr(args, k) for k in COUNTS + PLAIN}, work=args.work or str(out / "work"),
                          results=args.results or str(out / "results.md"), extra=tuple(args.extra),
-                         seeds=tuple(args.seeds), samplers=tuple(args.samplers), stages=tuple(args.stages))
+                         seeds=tuple(args.seeds), named_seeds=tuple(args.named_seeds or ()),
+                         samplers=tuple(args.samplers), stages=tuple(args.stages))
 
 
 def rerun_args(argv: list[str]) -> list[str]:
@@ -95,6 +100,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "window group: all-CHOICE (e.g. layers=all-layer, the DeiT-style stack), an arch string or a "
                    "spec file")
     p.add_argument("--seeds", type=int, nargs="+", default=list(D.seeds))
+    p.add_argument("--named-seeds", type=int, nargs="+", help="seeds of the named architectures (--extra), "
+                   "including every --seeds seed: more seeds where the search's pick is judged against the "
+                   "baseline (default: --seeds)")
     p.add_argument("--epochs", type=int, default=D.epochs, help="retraining epochs per architecture")
     p.add_argument("--supernet-epochs", type=int, default=D.supernet_epochs, help="uniform-path epochs' worth of "
                    "compute per supernet (multi-path samplers get fewer epochs)")

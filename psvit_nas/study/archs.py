@@ -20,6 +20,11 @@ class StudyArch:
     group: str  # "spread" or "window"
     arch: Arch
 
+    @property
+    def named(self) -> bool:
+        """A named extra (`--extra`), not one the study sampled."""
+        return not self.name.startswith(self.group)
+
 
 def check_budget(space: SearchSpace, budget: float) -> None:
     """A window that holds no architecture is bad input."""

@@ -85,7 +85,7 @@ def issue19(result: dict, a) -> list[Row]:
     others.update({f"the `{r['name']}` baseline": r for r in result["rows"] if r.get("name")})
     for label, other in others.items():
         if delivered and other and s2 is not None:
-            diff, se = difference(delivered["seeds"], other["seeds"], s2)
+            diff, se = difference(delivered["seeds"], other.get("all_seeds", other["seeds"]), s2)
             rows.append((f"the delivered architecture (finalize's pick) beats {label} by more than twice the "
                          "standard error of the difference", f"{diff:+.2f} points, SE {se:.2f}", diff > 2 * se))
     return rows

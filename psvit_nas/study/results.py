@@ -53,6 +53,10 @@ def _rows(study) -> tuple[list[dict[str, Any]], dict[str, list]]:
         row = {"group": a.group, "arch": str(a.arch), "macs": cost.macs, "params": cost.params,
                "seeds": [r["val_top1"] for r in accs]}
         row["mean"] = statistics.fmean(row["seeds"])
+        more = [r["val_top1"] for seed in study.seeds_of(a) if seed not in s.seeds
+                if (r := records.get(study.retrain(a.name, seed, a.arch)))]
+        if more:
+            row["all_seeds"] = row["seeds"] + more
         for key, scored in scores.items():
             if (value := scored.get(str(a.arch))) is not None:
                 row[key.replace("fitness-", "fitness_", 1)] = value["top1"]
@@ -61,7 +65,7 @@ def _rows(study) -> tuple[list[dict[str, Any]], dict[str, list]]:
                     if str(a.arch) in scored})
         if (value := finetune.get(str(a.arch))) is not None:
             row["finetune_top1"], row["finetune_loss"] = value["top1"], value["loss"]
-        if a.group == "window" and not a.name.startswith("window"):
+        if a.named:
             row["name"] = a.name
         rows.append(row)
     return rows, hits
@@ -146,11 +150,11 @@ def ranker_seconds(study) -> dict[str, float]:
 def learning_curves(study) -> dict[str, dict]:
     """Record key -> the group and per-epoch validation top-1 of every retraining that kept its curve."""
     out = {}
-    for job, a in [(study.retrain(a.name, seed, a.arch), a) for a in study.archs for seed in study.settings.seeds] \
+    for job, a in [(study.retrain(a.name, seed, a.arch), a) for a in study.archs for seed in study.seeds_of(a)] \
             + list(zip(study.probe_jobs(), study.probe)):
         record = study.records.get(job)
         if record and record.get("curve"):
-            out[job.key] = {"group": a.group if a.name.startswith(a.group) else "extra", "curve": record["curve"]}
+            out[job.key] = {"group": "extra" if a.named else a.group, "curve": record["curve"]}
     return out
 
 
@@ -229,14 +233,19 @@ def partial_training(study) -> dict | None:
 
 
 def named_against_baseline(rows: list[dict]) -> dict | None:
-    """Each named architecture (`--extra`) against the first one named (the baseline): the difference of their
-    seeds' means and its standard error, one run's variance pooled over every architecture of the study."""
-    named = [r for r in rows if r.get("name")]
+    """Each named architecture (`--extra`) against the first one named (the baseline): the difference of the
+    means of all their seeds (`--named-seeds`) and its standard error, one run's variance pooled over every
+    architecture of the study."""
+    named = [{**r, "seeds": r.get("all_seeds", r["seeds"])} for r in rows if r.get("name")]
     s2 = seed_variance(rows)
     if len(named) < 2 or s2 is None:
         return None
     base = named[0]
-    out = [{"name": r["name"], "arch": r["arch"], "macs": r["macs"], "seeds": r["seeds"], "mean": r["mean"],
-            **dict(zip(("diff", "se"), difference(r["seeds"], base["seeds"], s2)))} for r in named[1:]]
-    return {"baseline": {k: base[k] for k in ("name", "arch", "macs", "seeds", "mean")}, "seed_variance": s2,
-            "others": out}
+
+    def entry(r: dict) -> dict:
+        return {"name": r["name"], "arch": r["arch"], "macs": r["macs"], "seeds": r["seeds"],
+                "mean": statistics.fmean(r["seeds"])}
+
+    out = [{**entry(r), **dict(zip(("diff", "se"), difference(r["seeds"], base["seeds"], s2)))}
+           for r in named[1:]]
+    return {"baseline": entry(base), "seed_variance": s2, "others": out}

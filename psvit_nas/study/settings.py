@@ -21,6 +21,7 @@ class StudySettings:
     budget: str | None = None         # window centre in MACs (default: median of uniform paths)
     extra: tuple[str, ...] = ()       # NAME=ARCH joining the window group (e.g. layers=all-layer)
     seeds: tuple[int, ...] = (0, 1)
+    named_seeds: tuple[int, ...] = ()  # the named extras' seeds, a superset of `seeds` (default: `seeds`)
     epochs: int = 5                   # retraining epochs per architecture
     supernet_epochs: int = 15         # uniform-path epochs' worth of compute
     score_every: int = 0              # supernet epochs between checkpoints every architecture is scored at

@@ -81,9 +81,13 @@ class Study:
         return Job("retrain", name, seed, epochs if epochs != self.settings.epochs else None, arch=str(arch),
                    recipe=recipe)
 
+    def seeds_of(self, a: StudyArch) -> tuple[int, ...]:
+        """The seeds an architecture is retrained with: --named-seeds for a named extra, else --seeds."""
+        return (self.settings.named_seeds or self.settings.seeds) if a.named else self.settings.seeds
+
     def ground_truth_jobs(self) -> list[Job]:
-        """Every architecture with every seed, both seeds of one architecture together."""
-        return [self.retrain(a.name, seed, a.arch) for a in self.archs for seed in self.settings.seeds]
+        """Every architecture with each of its seeds, the seeds of one architecture together."""
+        return [self.retrain(a.name, seed, a.arch) for a in self.archs for seed in self.seeds_of(a)]
 
     def probe_jobs(self) -> list[Job]:
         s = self.settings
