@@ -119,7 +119,8 @@ def archs_section(result: dict, a, plot: Path) -> list[str]:
         lines.append(f"| no architecture has all {len(result['seeds'])} seeds retrained yet |")
     for r in sorted(result["rows"], key=lambda r: r["macs"]):
         fits = " | ".join(f"{r[f'fitness_{s}']:.2f}" if f"fitness_{s}" in r else "" for s in a.samplers)
-        lines.append(f"| {r['group']} | {format_macs(r['macs'])} | {r['params'] / 1e6:.3f}M | {fits} | "
+        group = f"{r['group']} (`{r['name']}`)" if r.get("name") else r["group"]
+        lines.append(f"| {group} | {format_macs(r['macs'])} | {r['params'] / 1e6:.3f}M | {fits} | "
                      + " | ".join(f"{v:.2f}" for v in r["seeds"]) + f" | `{r['arch'].replace('|', '/')}` |")
     lines.append("")
     if scatter(result, a.samplers[0], plot):  # one plot per results file
