@@ -170,4 +170,3 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", help="a recipe file (recipes/deit.yaml, or recipe.yaml from psvit-nas tune): its "
                    "values replace the defaults of the options not given")
     add_train_args(p)
-

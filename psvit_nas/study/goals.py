@@ -81,11 +81,12 @@ def issue19(result: dict, a) -> list[Row]:
     rows += _self_row(result, 0.75) + _ranker_rows(result, a, 0.6, 0.2)
     delivered = result["after_search"]["retrains"].get("finalized")
     s2 = seed_variance(result["rows"])
-    others = {"random search's winner": result["winners"].get("random")}
-    others.update({f"the `{r['name']}` baseline": r for r in result["rows"] if r.get("name")})
-    for label, other in others.items():
-        if delivered and other and s2 is not None:
-            diff, se = difference(delivered["seeds"], other.get("all_seeds", other["seeds"]), s2)
+    random = result["winners"].get("random")
+    others = {"random search's winner": random["seeds"] if random else None}
+    others.update({f"the `{r['name']}` baseline": r["all_seeds"] for r in result["rows"] if r.get("name")})
+    for label, seeds in others.items():
+        if delivered and seeds and s2 is not None:
+            diff, se = difference(delivered["seeds"], seeds, s2)
             rows.append((f"the delivered architecture (finalize's pick) beats {label} by more than twice the "
                          "standard error of the difference", f"{diff:+.2f} points, SE {se:.2f}", diff > 2 * se))
     return rows

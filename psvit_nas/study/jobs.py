@@ -194,8 +194,7 @@ def _finetune(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _proxy(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
     """A training-free proxy at initialisation on the first batch of the fitness images (as `evolve` scores)."""
-    from ..rankers import FitnessSet
-    from ..rankers import ProxyRanker
+    from ..rankers import FitnessSet, ProxyRanker
 
     def scorer():
         holdout = setup.settings.holdout

@@ -53,10 +53,8 @@ def _rows(study) -> tuple[list[dict[str, Any]], dict[str, list]]:
         row = {"group": a.group, "arch": str(a.arch), "macs": cost.macs, "params": cost.params,
                "seeds": [r["val_top1"] for r in accs]}
         row["mean"] = statistics.fmean(row["seeds"])
-        more = [r["val_top1"] for seed in study.seeds_of(a) if seed not in s.seeds
-                if (r := records.get(study.retrain(a.name, seed, a.arch)))]
-        if more:
-            row["all_seeds"] = row["seeds"] + more
+        row["all_seeds"] = row["seeds"] + [r["val_top1"] for seed in study.seeds_of(a) if seed not in s.seeds
+                                           if (r := records.get(study.retrain(a.name, seed, a.arch)))]
         for key, scored in scores.items():
             if (value := scored.get(str(a.arch))) is not None:
                 row[key.replace("fitness-", "fitness_", 1)] = value["top1"]
@@ -216,12 +214,14 @@ def partial_training(study) -> dict | None:
     run (what ASHA's pick is judged by) and of the second seed (what the architecture is worth, free of that
     run's noise), over every architecture whose two first seeds kept their curves."""
     s = study.settings
+    if len(s.seeds) < 2:
+        return None
     runs = []
     for a in study.archs:
         recs = [study.records.get(study.retrain(a.name, seed, a.arch)) for seed in s.seeds[:2]]
-        if len(recs) == 2 and all(r and len(r.get("curve", ())) == s.epochs for r in recs):
+        if all(r and len(r.get("curve", ())) == s.epochs for r in recs):
             runs.append(recs)
-    if len(s.seeds) < 2 or len(runs) < MIN_ARCHS:
+    if len(runs) < MIN_ARCHS:
         return None
     points = []
     for k in [e for e in PARTIAL_EPOCHS if e < s.epochs] + [s.epochs]:
@@ -236,7 +236,7 @@ def named_against_baseline(rows: list[dict]) -> dict | None:
     """Each named architecture (`--extra`) against the first one named (the baseline): the difference of the
     means of all their seeds (`--named-seeds`) and its standard error, one run's variance pooled over every
     architecture of the study."""
-    named = [{**r, "seeds": r.get("all_seeds", r["seeds"])} for r in rows if r.get("name")]
+    named = [{**r, "seeds": r["all_seeds"]} for r in rows if r.get("name")]
     s2 = seed_variance(rows)
     if len(named) < 2 or s2 is None:
         return None

@@ -110,8 +110,8 @@ def evaluation_share(hits: list[list[np.ndarray]]) -> dict[str, float] | None:
 
 def seed_variance(rows: list[dict]) -> float | None:
     """The pooled variance (points²) of one retraining's top-1 between seeds, over rows with 2+ seeds (all of a
-    row's seeds: `all_seeds` where it has more than the study's)."""
-    seeds = [np.asarray(r.get("all_seeds", r["seeds"]), float) for r in rows if len(r["seeds"]) > 1]
+    row's seeds, `all_seeds`: the study's and a named architecture's --named-seeds)."""
+    seeds = [np.asarray(r["all_seeds"], float) for r in rows if len(r["seeds"]) > 1]
     return float(np.mean([s.var(ddof=1) for s in seeds])) if seeds else None
 
 
