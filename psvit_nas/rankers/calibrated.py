@@ -15,7 +15,6 @@ from ..space import Arch, SearchSpace
 from .fitness import Evaluator
 
 
-
 def features(space: SearchSpace, arch: Arch, fitness: float) -> list[float]:
     """The calibrated ranker's inputs: supernet fitness, MACs (M), params (M), each choice's count per stage."""
     cost = space.cost_table(arch)
