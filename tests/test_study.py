@@ -404,6 +404,7 @@ def test_tau_against_supernet_epochs_is_reported_from_each_checkpoint(tmp_path):
 
     study = Study(replace(_synthetic_study(tmp_path).settings, score_every=5, probe_archs=0))
     assert study.scored_epochs("uniform") == [5, 10]
+    assert study.scored_epochs("fair") == [1, 2]  # 5 paths a step, 3 epochs: scored at equal compute (5 and 10)
     truth = {}
     for i, a in enumerate(study.archs):
         truth[str(a.arch)] = float(i)
@@ -416,11 +417,11 @@ def test_tau_against_supernet_epochs_is_reported_from_each_checkpoint(tmp_path):
             arch: {"top1": t + scale * n, "loss": 1.0} for (arch, t), n in zip(truth.items(), noise)})
     result = analyse(study)
     points = result["supernet_progress"]["uniform"]
-    assert [p["epoch"] for p in points] == [5, 10, 15]
+    assert [p["epoch"] for p in points] == [p["compute"] for p in points] == [5, 10, 15]
     assert points[-1]["all"][0] == pytest.approx(1.0) and points[0]["all"][0] < points[-1]["all"][0]
     write_results(tmp_path / "results.md", result, study, "psvit-nas study ...")
     text = (tmp_path / "results.md").read_text()
-    assert "## The supernets' ranking as they train" in text and "| uniform | 15 | 1.00 [1.00, 1.00] |" in text
+    assert "## The supernets' ranking as they train" in text and "| uniform | 15 | 15 | 1.00 [1.00, 1.00] |" in text
     assert (tmp_path / "results-supernet.png").stat().st_size > 0
 
 

@@ -155,9 +155,10 @@ def _train_supernet(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, A
 
     s, space = setup.settings, setup.space
     paths, epochs = supernet_epochs(s, space, job)
+    scored = scored_epochs(s, space, job)
     cfg = TrainConfig(epochs=epochs, batch_size=s.batch_size, lr=s.lr, sampler=job.name, val_archs=2,
                       distill_weight=s.distill_weight, checkpoint_every_steps=CHECKPOINT_EVERY,
-                      save_every=s.score_every, augment=Augment.preset("auto", space.image_size).to_dict())
+                      save_every=scored[0] if scored else 0, augment=Augment.preset("auto", space.image_size).to_dict())
     torch.manual_seed(0)
     folder = setup.folder(job)
     fit_on(Supernet(space), space, setup.data, cfg, folder, holdout=s.holdout,
@@ -172,6 +173,14 @@ def supernet_epochs(settings: StudySettings, space: SearchSpace, job: Job) -> tu
 
     paths = len(make_sampler(job.name, space, 0)(0))
     return paths, max(1, round(settings.supernet_epochs * job.scale / paths))
+
+
+def scored_epochs(settings: StudySettings, space: SearchSpace, job: Job) -> list[int]:
+    """The epochs before its last at which a supernet keeps a checkpoint to be scored: every --score-every
+    uniform-path epochs' worth of images, so that samplers of more paths per step are scored at equal compute."""
+    paths, last = supernet_epochs(settings, space, job)
+    every = max(1, round(settings.score_every / paths)) if settings.score_every else 0
+    return list(range(every, last, every)) if every else []
 
 
 def _score(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:

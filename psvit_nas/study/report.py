@@ -285,15 +285,17 @@ def progress_section(result: dict, path: Path) -> list[str]:
         return []
     fig, ax = new_figure(6.5, 4)
     lines = ["## The supernets' ranking as they train", "", "Kendall tau of each supernet's fitness (its checkpoint "
-             "after that many epochs) against the seeds' mean; 90 % intervals.", "",
-             "| sampler | epoch | tau across the space | tau inside the window |", "|---|---:|---|---|"]
+             "after that many epochs) against the seeds' mean; 90 % intervals. Compute counts uniform-path epochs' "
+             "worth of images: a sampler of k paths per step spends k of them per epoch.", "",
+             "| sampler | epoch | compute | tau across the space | tau inside the window |", "|---|---:|---:|---|---|"]
     for sampler, points in progress.items():
         for scope, style in (("all", "-o"), ("window", "--s")):
-            defined = [(p["epoch"], value(p[scope])) for p in points if value(p[scope]) is not None]
+            defined = [(p["compute"], value(p[scope])) for p in points if value(p[scope]) is not None]
             ax.plot([e for e, _ in defined], [t for _, t in defined], style, label=f"{sampler} ({scope})")
-        lines += [f"| {sampler} | {p['epoch']} | {fmt(p['all'])} | {fmt(p['window'])} |" for p in points]
+        lines += [f"| {sampler} | {p['epoch']} | {p['compute']} | {fmt(p['all'])} | {fmt(p['window'])} |"
+                  for p in points]
     ax.axhline(0, color="0.6", lw=0.8)
-    ax.set_xlabel("supernet epochs")
+    ax.set_xlabel("supernet compute (uniform-path epochs of images)")
     ax.set_ylabel("Kendall tau against retraining")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -184,7 +184,8 @@ def schedule_probe(study, rows: list[dict]) -> dict | None:
 
 def supernet_progress(study, rows: list[dict]) -> dict[str, list[dict]]:
     """Sampler -> Kendall tau of its fitness against the seeds' mean, across the space and inside the window,
-    at each scored supernet checkpoint and at the last (`--score-every`)."""
+    at each scored supernet checkpoint and at the last (`--score-every`); `compute` counts uniform-path epochs'
+    worth of images, the x-axis on which samplers of more paths per step compare."""
     from .jobs import supernet_epochs
 
     out = {}
@@ -192,13 +193,13 @@ def supernet_progress(study, rows: list[dict]) -> dict[str, list[dict]]:
         epochs = study.scored_epochs(sampler)
         if not epochs:
             continue
-        last = supernet_epochs(study.settings, study.space, Job("supernet", sampler))[1]
+        paths, last = supernet_epochs(study.settings, study.space, Job("supernet", sampler))
         points = []
         for epoch in [*epochs, last]:
             scores = study.records.get(Job("fitness", sampler, epochs=epoch if epoch != last else None))
             if not scores:
                 continue
-            point = {"epoch": epoch}
+            point = {"epoch": epoch, "compute": epoch * paths}
             for scope in ("all", "window"):
                 part = [r for r in rows if (scope == "all" or r["group"] == "window") and r["arch"] in scores]
                 point[scope] = interval([scores[r["arch"]]["top1"] for r in part], [r["mean"] for r in part], kendall)

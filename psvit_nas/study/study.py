@@ -22,7 +22,7 @@ from ..space import Arch, ArchSpec, SearchSpace, parse_budget
 from .archs import StudyArch, check_budget, parse_extra, pick_archs, probe_archs
 from .data import check_data, class_subset, gt_subset
 from .jobs import (VARIANTS, Job, Setup, checkpoint_hits, ground_truth_batches, learning_curve,
-                   supernet_epochs)
+                   scored_epochs)
 from .records import Records
 from .runner import run_trials
 from .settings import STAGES, StudySettings
@@ -110,9 +110,7 @@ class Study:
 
     def scored_epochs(self, sampler: str) -> list[int]:
         """The supernet checkpoints (epochs) before its last that every architecture is scored at."""
-        every = self.settings.score_every
-        last = supernet_epochs(self.settings, self.space, Job("supernet", sampler))[1]
-        return list(range(every, last, every)) if every else []
+        return scored_epochs(self.settings, self.space, Job("supernet", sampler))
 
     def all_jobs(self) -> list[Job]:
         """Every job of the full study (trials, searches, finalize, tune), for its progress count."""
