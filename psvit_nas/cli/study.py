@@ -107,7 +107,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--supernet-epochs", type=int, default=D.supernet_epochs, help="uniform-path epochs' worth of "
                    "compute per supernet (multi-path samplers get fewer epochs)")
     p.add_argument("--score-every", type=int, default=D.score_every, help="also score every architecture at the "
-                   "supernets' checkpoints every N epochs (0: the last only): tau against supernet epochs")
+                   "supernets' checkpoints every N uniform-path epochs' worth of images (0: the last only): tau "
+                   "against supernet training")
     p.add_argument("--samplers", nargs="+", default=list(D.samplers), help="one supernet per sampler")
     p.add_argument("--distill-weight", type=float, default=D.distill_weight, help="sandwich: distillation share "
                    "of the students' loss")

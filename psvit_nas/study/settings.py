@@ -24,7 +24,7 @@ class StudySettings:
     named_seeds: tuple[int, ...] = ()  # the named extras' seeds, a superset of `seeds` (default: `seeds`)
     epochs: int = 5                   # retraining epochs per architecture
     supernet_epochs: int = 15         # uniform-path epochs' worth of compute
-    score_every: int = 0              # supernet epochs between checkpoints every architecture is scored at
+    score_every: int = 0              # uniform-path epochs of compute between the supernet checkpoints scored
     samplers: tuple[str, ...] = ("uniform", "fair", "sandwich", "flops")
     distill_weight: float = 0.5
     holdout: int = 1500               # training images held out for fitness
