@@ -19,7 +19,7 @@ from psvit_nas.cli import main
 from psvit_nas.data import load_split
 from psvit_nas.study.data import gt_subset
 from psvit_nas.study.stats import (ALL_TIED, TOO_FEW, evaluation_share, fmt, interval, kendall, noise_ceiling,
-                                   seeds_needed, spearman, unpack)
+                                   paired_difference, seeds_needed, spearman, unpack)
 
 TINY = ["--data", "digits", "--config", str(SPACES / "digits.yaml"), "--spread", "3", "--window", "2",
         "--epochs", "1", "--supernet-epochs", "2", "--samplers", "uniform", "--population", "4",
@@ -42,6 +42,18 @@ def test_interval_contains_the_statistic():
     value, low, high = interval(x.tolist(), y.tolist(), kendall)
     assert value == pytest.approx(stats.kendalltau(x, y).statistic)
     assert low < value < high
+
+
+def test_paired_difference_resamples_the_same_architectures_for_both_rankers():
+    """A ranker equal to the truth against its reversal differs by exactly 2 on every resample; two rankers that
+    share their noise differ by nothing, however noisy each is."""
+    rng = np.random.default_rng(2)
+    y = np.arange(12.0)
+    assert paired_difference(y, -y, y, kendall) == pytest.approx((2.0, 2.0, 2.0))
+    noisy = y + rng.normal(0, 6, 12)
+    value, low, high = paired_difference(noisy, noisy + 1e-9, y, kendall)
+    assert value == low == high == 0.0
+    assert interval(noisy, y, kendall)[2] - interval(noisy, y, kendall)[1] > 0.3  # each alone is uncertain
 
 
 def test_degenerate_statistics_say_why_instead_of_nan():
@@ -419,6 +431,9 @@ def test_tau_against_supernet_epochs_is_reported_from_each_checkpoint(tmp_path):
     points = result["supernet_progress"]["uniform"]
     assert [p["epoch"] for p in points] == [p["compute"] for p in points] == [5, 10, 15]
     assert points[-1]["all"][0] == pytest.approx(1.0) and points[0]["all"][0] < points[-1]["all"][0]
+    change = points[-1]["change"]  # the last checkpoint against the first, paired over the same architectures
+    assert change[0] == pytest.approx(points[-1]["all"][0] - points[0]["all"][0]) and change[1] <= change[0]
+    assert -1 <= points[-1]["macs"][0] <= 1
     write_results(tmp_path / "results.md", result, study, "psvit-nas study ...")
     text = (tmp_path / "results.md").read_text()
     assert "## The supernets' ranking as they train" in text and "| uniform | 15 | 15 | 1.00 [1.00, 1.00] |" in text

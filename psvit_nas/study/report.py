@@ -286,14 +286,19 @@ def progress_section(result: dict, path: Path) -> list[str]:
     fig, ax = new_figure(6.5, 4)
     lines = ["## The supernets' ranking as they train", "", "Kendall tau of each supernet's fitness (its checkpoint "
              "after that many epochs) against the seeds' mean; 90 % intervals. Compute counts uniform-path epochs' "
-             "worth of images: a sampler of k paths per step spends k of them per epoch.", "",
-             "| sampler | epoch | compute | tau across the space | tau inside the window |", "|---|---:|---:|---|---|"]
-    for sampler, points in progress.items():
-        for scope, style in (("all", "-o"), ("window", "--s")):
+             "worth of images: a sampler of k paths per step spends k of them per epoch. The change since the "
+             "first checkpoint resamples the same architectures for both (paired bootstrap); the last column is "
+             "tau of the fitness against MACs: how much the supernet has come to reward size.", "",
+             "| sampler | epoch | compute | tau across the space | since the first checkpoint | tau inside the window "
+             "| fitness against MACs |", "|---|---:|---:|---|---|---|---|"]
+    for k, (sampler, points) in enumerate(progress.items()):
+        for scope, style in (("all", "-o"), ("window", "--s")):  # one colour per sampler
             defined = [(p["compute"], value(p[scope])) for p in points if value(p[scope]) is not None]
-            ax.plot([e for e, _ in defined], [t for _, t in defined], style, label=f"{sampler} ({scope})")
-        lines += [f"| {sampler} | {p['epoch']} | {p['compute']} | {fmt(p['all'])} | {fmt(p['window'])} |"
-                  for p in points]
+            ax.plot([e for e, _ in defined], [t for _, t in defined], style, color=f"C{k}",
+                    label=f"{sampler} ({'across the space' if scope == 'all' else 'inside the window'})")
+        lines += [f"| {sampler} | {p['epoch']} | {p['compute']} | {fmt(p['all'])} | "
+                  f"{fmt(p['change']) if i else ''} | {fmt(p['window'])} | {fmt(p['macs'])} |"
+                  for i, p in enumerate(points)]
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_xlabel("supernet compute (uniform-path epochs of images)")
     ax.set_ylabel("Kendall tau against retraining")

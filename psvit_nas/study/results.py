@@ -11,7 +11,7 @@ from ..rankers.calibrated import features, leave_one_out
 from ..space import Arch
 from .jobs import VARIANTS, Job
 from .stats import (MIN_ARCHS, composition, difference, evaluation_share, interval, kendall, noise_ceiling,
-                    seed_variance, spearman, unpack)
+                    paired_difference, seed_variance, spearman, unpack)
 
 PARTIAL_EPOCHS = (1, 2, 3, 5, 10, 15, 20, 25)
 
@@ -183,9 +183,11 @@ def schedule_probe(study, rows: list[dict]) -> dict | None:
 
 
 def supernet_progress(study, rows: list[dict]) -> dict[str, list[dict]]:
-    """Sampler -> Kendall tau of its fitness against the seeds' mean, across the space and inside the window,
-    at each scored supernet checkpoint and at the last (`--score-every`); `compute` counts uniform-path epochs'
-    worth of images, the x-axis on which samplers of more paths per step compare."""
+    """Sampler -> one point per scored supernet checkpoint and the last (`--score-every`): Kendall tau of its
+    fitness against the seeds' mean across the space and inside the window, the change across the space since
+    the first checkpoint (paired bootstrap over architectures), and tau of its fitness against MACs: what
+    training longer buys, and what the supernet comes to reward. `compute` counts uniform-path epochs' worth
+    of images, the x-axis on which samplers of more paths per step compare."""
     from .jobs import supernet_epochs
 
     out = {}
@@ -194,19 +196,29 @@ def supernet_progress(study, rows: list[dict]) -> dict[str, list[dict]]:
         if not epochs:
             continue
         paths, last = supernet_epochs(study.settings, study.space, Job("supernet", sampler))
-        points = []
+        points, first = [], None
         for epoch in [*epochs, last]:
             scores = study.records.get(Job("fitness", sampler, epochs=epoch if epoch != last else None))
-            if not scores:
-                continue
-            point = {"epoch": epoch, "compute": epoch * paths}
-            for scope in ("all", "window"):
-                part = [r for r in rows if (scope == "all" or r["group"] == "window") and r["arch"] in scores]
-                point[scope] = interval([scores[r["arch"]]["top1"] for r in part], [r["mean"] for r in part], kendall)
-            points.append(point)
+            if scores:
+                first = first or scores
+                points.append({"epoch": epoch, "compute": epoch * paths, **_progress_point(scores, first, rows)})
         if points:
             out[sampler] = points
     return out
+
+
+def _progress_point(scores: dict, first: dict, rows: list[dict]) -> dict:
+    """`supernet_progress`'s statistics of one checkpoint's fitness records (`first`: the first checkpoint's)."""
+    point = {}
+    for scope in ("all", "window"):
+        part = [r for r in rows if (scope == "all" or r["group"] == "window") and r["arch"] in scores]
+        point[scope] = interval([scores[r["arch"]]["top1"] for r in part], [r["mean"] for r in part], kendall)
+    part = [r for r in rows if r["arch"] in scores and r["arch"] in first]
+    fitness = [scores[r["arch"]]["top1"] for r in part]
+    point["change"] = paired_difference(fitness, [first[r["arch"]]["top1"] for r in part],
+                                        [r["mean"] for r in part], kendall)
+    point["macs"] = interval(fitness, [r["macs"] for r in part], kendall)
+    return point
 
 
 def partial_training(study) -> dict | None:

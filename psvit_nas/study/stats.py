@@ -65,15 +65,28 @@ def interval(x: Sequence[float], y: Sequence[float], fn: Callable[[ArrayLike, Ar
     Resamples whose statistic is undefined (all ties) are dropped; with fewer than half left the interval is
     undefined. Fewer than three architectures, or a statistic undefined on the data, give the reason instead.
     """
-    if len(x) < MIN_ARCHS:
+    xs, ys = np.asarray(x, float), np.asarray(y, float)
+    return _bootstrap(len(xs), lambda i: fn(xs[i], ys[i]), resamples)
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], y: Sequence[float],
+                      fn: Callable[[ArrayLike, ArrayLike], float | np.ndarray], resamples: int = 2000) -> Stat:
+    """`fn(a, y) - fn(b, y)`, two rankers' agreement with one truth, with a 90 % bootstrap interval that resamples
+    the same architectures for both sides (their shared luck cancels)."""
+    xa, xb, ys = (np.asarray(v, float) for v in (a, b, y))
+    return _bootstrap(len(ys), lambda i: fn(xa[i], ys[i]) - fn(xb[i], ys[i]), resamples)
+
+
+def _bootstrap(n: int, stat_of: Callable[[np.ndarray], float | np.ndarray], resamples: int) -> Stat:
+    """`stat_of` on all `n` architectures (a 1-D index) with its interval over resamples (a 2-D index, one
+    resample per row)."""
+    if n < MIN_ARCHS:
         return TOO_FEW
-    stat = fn(x, y)
+    stat = stat_of(np.arange(n))
     if not np.isfinite(stat):
         return ALL_TIED
-    rng = np.random.default_rng(0)
-    xs, ys = np.asarray(x, float), np.asarray(y, float)
-    picks = rng.integers(0, len(xs), (resamples, len(xs)))
-    draws = np.asarray(fn(xs[picks], ys[picks]))  # every resample at once: fn takes rows
+    picks = np.random.default_rng(0).integers(0, n, (resamples, n))
+    draws = np.asarray(stat_of(picks))  # every resample at once
     draws = draws[np.isfinite(draws)]
     if len(draws) < resamples // 2:
         return stat, None, None
