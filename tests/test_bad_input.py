@@ -152,6 +152,8 @@ CASES = [
     ("evolve: mutation probability above 1", lambda t: ["evolve", "--supernet", str(t / "none.pt"), "--flops", "1M",
                                                         "--mutation-prob", "1.5", "--out", str(t / "run")],
      "--mutation-prob"),
+    ("evolve: zero threads", lambda t: ["evolve", "--supernet", str(t / "none.pt"), "--flops", "1M", "--threads", "0",
+                                        "--out", str(t / "run")], "--threads"),
     ("finalize: top-k zero", lambda t: ["finalize", "--search", str(t), "--topk", "0", "--out", str(t / "run")],
      "--topk"),
     ("tune: zero samples", lambda t: ["tune", "--arch", _spec(t), "--samples", "0", "--out", str(t / "run")],
