@@ -297,8 +297,8 @@ def progress_section(result: dict, path: Path) -> list[str]:
             ax.plot([e for e, _ in defined], [t for _, t in defined], style, color=f"C{k}",
                     label=f"{sampler} ({'across the space' if scope == 'all' else 'inside the window'})")
         lines += [f"| {sampler} | {p['epoch']} | {p['compute']} | {fmt(p['all'])} | "
-                  f"{fmt(p['change']) if i else ''} | {fmt(p['window'])} | {fmt(p['macs'])} |"
-                  for i, p in enumerate(points)]
+                  f"{fmt(p['change']) if 'change' in p else ''} | {fmt(p['window'])} | {fmt(p['macs'])} |"
+                  for p in points]
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_xlabel("supernet compute (uniform-path epochs of images)")
     ax.set_ylabel("Kendall tau against retraining")

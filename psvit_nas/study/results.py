@@ -213,11 +213,13 @@ def _progress_point(scores: dict, first: dict, rows: list[dict]) -> dict:
     for scope in ("all", "window"):
         part = [r for r in rows if (scope == "all" or r["group"] == "window") and r["arch"] in scores]
         point[scope] = interval([scores[r["arch"]]["top1"] for r in part], [r["mean"] for r in part], kendall)
-    part = [r for r in rows if r["arch"] in scores and r["arch"] in first]
-    fitness = [scores[r["arch"]]["top1"] for r in part]
-    point["change"] = paired_difference(fitness, [first[r["arch"]]["top1"] for r in part],
-                                        [r["mean"] for r in part], kendall)
-    point["macs"] = interval(fitness, [r["macs"] for r in part], kendall)
+    fitness = [scores[r["arch"]]["top1"] for r in rows if r["arch"] in scores]
+    point["macs"] = interval(fitness, [r["macs"] for r in rows if r["arch"] in scores], kendall)
+    if scores is not first:  # the first checkpoint has no change to report
+        part = [r for r in rows if r["arch"] in scores and r["arch"] in first]
+        point["change"] = paired_difference([scores[r["arch"]]["top1"] for r in part],
+                                            [first[r["arch"]]["top1"] for r in part], [r["mean"] for r in part],
+                                            kendall)
     return point
 
 
