@@ -104,8 +104,8 @@ def analyse(study) -> dict[str, Any]:
         if rec and all(accs):
             winners[strategy] = {**rec, "seeds": [r["val_top1"] for r in accs]}
     result["winners"] = winners
-    after = {}
-    for name in ("top1", "finalized", "tuned"):
+    after = {"top1": winners["evolution"]} if "evolution" in winners else {}
+    for name in ("finalized", "tuned"):
         accs = [records.get(Job("retrain", name, seed)) for seed in s.seeds]
         if all(accs):
             after[name] = {"arch": accs[0]["arch"], "seeds": [r["val_top1"] for r in accs]}

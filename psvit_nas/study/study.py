@@ -31,7 +31,7 @@ def _no_ray() -> None:
     """Outside `run`, trials start Ray themselves."""
 
 
-AFTER_SEARCH = ("top1", "finalized", "tuned")
+AFTER_SEARCH = ("finalized", "tuned")  # the search's top-1 is winner-evolution
 
 
 class Study:
@@ -155,12 +155,9 @@ class Study:
             try:
                 self.trials(training, again=supernets)
                 self.trials(fitness)
-                if searches:
-                    winners = [self.retrain(f"winner-{j.name}", seed, self.search(j)) for j in searches
-                               for seed in s.seeds]
-                    self.trials(winners)
-                if "after-search" in stages:
-                    self.trials(self.after_search())
+                retrains = [self.retrain(f"winner-{j.name}", seed, self.search(j)) for j in searches
+                            for seed in s.seeds]
+                self.trials(retrains + (self.after_search() if "after-search" in stages else []))
             finally:
                 self.need_ray = _no_ray
         self.fill_in()
@@ -201,15 +198,13 @@ class Study:
 
     def after_search(self) -> list[Job]:
         """`finalize` and `tune` on the evolution search (each a Ray Tune experiment of its own); the retrainings
-        that compare the search's top-1, finalize's pick and the tuned recipe."""
+        that compare finalize's pick and the tuned recipe with the search's top-1 (`winner-evolution`)."""
         s, work = self.settings, Path(self.setup.work)
         final = self._after_search_step(Job("finalize"))
         self._after_search_step(Job("tune"))
-        top1 = self.records.get(Job("search", "evolution"))["arch"]
         recipe = str(work / "tune" / "recipe.yaml")
         return [job for seed in s.seeds for job in (
-            self.retrain("top1", seed, top1), self.retrain("finalized", seed, final["arch"]),
-            self.retrain("tuned", seed, final["arch"], recipe=recipe))]
+            self.retrain("finalized", seed, final["arch"]), self.retrain("tuned", seed, final["arch"], recipe=recipe))]
 
     def _after_search_step(self, job: Job) -> dict[str, Any]:
         import yaml
