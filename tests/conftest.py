@@ -51,3 +51,16 @@ def fewshot(supernet, tmp_path_factory) -> str:
     assert main(["few-shot", "--supernet", supernet, "--split", "count:identity:2", "--epochs", "1", "--out",
                  str(out), "--workers", "0"]) == 0
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def shared_ray():
+    """One local Ray for the tests that run Ray in this process: a command finds it running and leaves it up,
+    which saves a start and a shutdown (about 5 s) per command. Commands started as subprocesses start their own."""
+    ray = pytest.importorskip("ray")
+    from psvit_nas.cluster import start_ray
+
+    started = start_ray()
+    yield ray
+    if started:
+        ray.shutdown()

@@ -84,9 +84,7 @@ def test_search_resumed_after_a_kill_matches_an_uninterrupted_one(tmp_path, supe
 
 
 @pytest.mark.slow
-def test_ray_backend_matches_local_and_survives_a_killed_actor(tmp_path, supernet, monkeypatch):
-    ray = pytest.importorskip("ray")
-    monkeypatch.setenv("RAY_worker_niceness", "0")  # as cluster.start_ray: actors at normal priority
+def test_ray_backend_matches_local_and_survives_a_killed_actor(tmp_path, supernet, shared_ray):
     from psvit_nas.search.backends import RayBackend
 
     net, _ = load_supernet(supernet)
@@ -94,23 +92,19 @@ def test_ray_backend_matches_local_and_survives_a_killed_actor(tmp_path, superne
     batches, calib = fitness.load(DIGITS)
     archs = [DIGITS.sample(random.Random(i)) for i in range(6)]
     local = [Evaluator(net, batches, calib)(a) for a in archs]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        backend = RayBackend(net, batches, calib, workers=2)
-        killed = []
+    backend = RayBackend(net, batches, calib, workers=2)
+    killed = []
 
-        def kill_once(arch, value):
-            if not killed:
-                killed.append(backend.actors[1])
-                ray.kill(backend.actors[1])
+    def kill_once(arch, value):
+        if not killed:
+            killed.append(backend.actors[1])
+            shared_ray.kill(backend.actors[1])
 
-        assert backend.map(archs, kill_once) == pytest.approx(local, abs=1e-9)
-        assert killed and killed[0] not in backend.actors
-        backend.close()
-        cfg = SearchConfig(population=6, generations=2, topk=2, max_macs=1.0e6, seed=1)
-        on_ray = evolve(supernet, cfg, fitness, tmp_path / "ray", backend="ray", workers=2)
-    finally:
-        ray.shutdown()
+    assert backend.map(archs, kill_once) == pytest.approx(local, abs=1e-9)
+    assert killed and killed[0] not in backend.actors
+    backend.close()
+    cfg = SearchConfig(population=6, generations=2, topk=2, max_macs=1.0e6, seed=1)
+    on_ray = evolve(supernet, cfg, fitness, tmp_path / "ray", backend="ray", workers=2)
     on_cpu = evolve(supernet, cfg, fitness, tmp_path / "local")
     assert [(r.arch, r.fitness) for r in on_ray.state.history] == [(r.arch, r.fitness) for r in on_cpu.state.history]
 

@@ -230,7 +230,7 @@ def test_study_command_runs_parallel_trials_and_resumes_after_a_kill(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_record_is_the_same_alone_and_beside_another_trial(tmp_path):
+def test_a_record_is_the_same_alone_and_beside_another_trial(tmp_path, shared_ray):
     """Invariant 12: the same job with the same threads gives the same record in this process and as a Ray
     Tune trial running beside another."""
     from psvit_nas.study import Study, StudySettings

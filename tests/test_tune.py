@@ -32,7 +32,7 @@ def digits_search(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_quickstart_writes_every_step(tmp_path, capsys):
+def test_quickstart_writes_every_step(tmp_path, capsys, shared_ray):
     out = tmp_path / "qs"
     assert main(["quickstart", "--out", str(out), "--fast"]) == 0
     for path in ("space.yaml", "supernet/last.pt", "supernet/metrics.jsonl", "search/best.yaml", "search/history.jsonl",
@@ -45,7 +45,7 @@ def test_quickstart_writes_every_step(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_finalize_and_tune_choose_on_held_out_training_images_only(tmp_path, tiny_imagenet_dir, capsys):
+def test_finalize_and_tune_choose_on_held_out_training_images_only(tmp_path, tiny_imagenet_dir, capsys, shared_ray):
     """The validation folder is deleted after the supernet run: finalize and tune must not need it."""
     data = tmp_path / "data"
     (data / "train").mkdir(parents=True)
@@ -106,7 +106,7 @@ def test_finalize_and_tune_choose_on_held_out_training_images_only(tmp_path, tin
 
 
 @pytest.mark.slow
-def test_bad_input_one_line_exit_2(tmp_path, digits_search, capsys):
+def test_bad_input_one_line_exit_2(tmp_path, digits_search, capsys, shared_ray):
     (tmp_path / "empty").mkdir()
     bad_recipe = tmp_path / "recipe.yaml"
     bad_recipe.write_text("recipe: {lr: 0.001, momentum: 0.9}\n")
@@ -136,7 +136,7 @@ def test_bad_input_one_line_exit_2(tmp_path, digits_search, capsys):
 
 
 @pytest.mark.slow
-def test_killed_finalize_resumes_without_repeating_finished_trials(tmp_path, digits_search):
+def test_killed_finalize_resumes_without_repeating_finished_trials(tmp_path, digits_search, shared_ray):
     out = tmp_path / "final"
     argv = [sys.executable, "-m", "psvit_nas.cli", "finalize", "--search", str(digits_search), "--topk", "4",
             "--epochs", "2", "--out", str(out)]
