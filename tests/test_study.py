@@ -365,6 +365,43 @@ def test_partial_training_order_and_named_architectures_against_the_baseline(tmp
     assert f"| +3.00 | {np.sqrt(s2 / 2):.2f} | better |" in text and "| `mine` | " in text
 
 
+def test_the_delivered_architecture_against_the_obvious_models(tmp_path):
+    """Finalize's pick less the search's top-1, random search's winner and the all-layer baseline: each difference
+    with its pooled standard error, the goal rows judged on them (the top-1 is no goal of its own)."""
+    from psvit_nas.study import analyse, write_results
+    from psvit_nas.study.goals import issue19
+    from psvit_nas.study.jobs import Job
+
+    study = _synthetic_study(tmp_path)
+    acc = _put_retrainings(study, lambda final: [final / 2, final])  # every row's seeds differ by 1: s2 = 0.5
+    spread = [a for a in study.archs if a.group == "spread"]
+    picks = {"winner-evolution": (spread[0].arch, 40.0), "winner-random": (spread[1].arch, 46.0),
+             "finalized": (spread[2].arch, 45.0)}
+    for name, (arch, top1) in picks.items():
+        for seed in (0, 1):
+            study.records.put(study.retrain(name, seed, arch), {"arch": str(arch), "seed": seed,
+                                                                "val_top1": top1 + seed, "val_loss": 1.0})
+    for strategy in ("evolution", "random"):
+        study.records.put(Job("search", strategy), {"arch": str(picks[f"winner-{strategy}"][0]), "fitness": 50.0,
+                                                    "macs": 1e6})
+    study.records.put(Job("finalize"), {"arch": str(spread[2].arch), "search_rank": 3, "trials": [
+        {"search_rank": 3, "search_fitness": 49.0, "score": 60.0, "epochs": 4}]})
+    result = analyse(study)
+    pays = result["search_pays"]
+    assert pays["delivered"]["mean"] == 45.5 and pays["seed_variance"] == pytest.approx(0.5)
+    se = np.sqrt(0.5 / 2 + 0.5 / 2)
+    assert [r["label"] for r in pays["others"]] == ["the search's top-1", "random search's winner", "`layers`"]
+    assert [r["diff"] for r in pays["others"]] == pytest.approx([5.0, -1.0, 45.5 - acc["layers"] - 0.5])
+    assert [r["se"] for r in pays["others"]] == pytest.approx([se] * 3)
+    goals = {goal.split(" beats ")[1].split(" by ")[0]: met for goal, _, met in issue19(result, study.settings)
+             if " beats " in goal}
+    assert goals == {"random search's winner": False, "`layers`": True}  # -1.00 is within 2 SE; +7.00 is not
+    write_results(tmp_path / "results.md", result, study, "psvit-nas study ...")
+    text = (tmp_path / "results.md").read_text()
+    assert "## Does the search pay?" in text and "| finalize's pick (delivered) |" in text
+    assert f"| +5.00 | {se:.2f} | better |" in text and f"| -1.00 | {se:.2f} | no |" in text
+
+
 def test_supernet_checkpoints_are_scored_as_they_are_and_never_trained_further(tmp_path):
     """Fitness at each checkpoint, fine-tuning and the proxies read the supernet and never change it."""
     from psvit_nas.rankers import Evaluator, FitnessSet, fitness_set_for

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Callable
 
-from .stats import difference, seed_variance, seeds_needed, value
+from .stats import seeds_needed, value
 
 Row = tuple[str, str, bool]
 
@@ -79,16 +79,11 @@ def issue19(result: dict, a) -> list[Row]:
         rows.append((f"the schedule has settled: the order at {min(probe['epochs'], a.epochs)} epochs against "
                      f"{max(probe['epochs'], a.epochs)}, tau >= 0.8", _num(tau), (value(tau) or -2) >= 0.8))
     rows += _self_row(result, 0.75) + _ranker_rows(result, a, 0.6, 0.2)
-    delivered = result["after_search"]["retrains"].get("finalized")
-    s2 = seed_variance(result["rows"])
-    random = result["winners"].get("random")
-    others = {"random search's winner": random["seeds"] if random else None}
-    others.update({f"the `{r['name']}` baseline": r["all_seeds"] for r in result["rows"] if r.get("name")})
-    for label, seeds in others.items():
-        if delivered and seeds and s2 is not None:
-            diff, se = difference(delivered["seeds"], seeds, s2)
-            rows.append((f"the delivered architecture (finalize's pick) beats {label} by more than twice the "
-                         "standard error of the difference", f"{diff:+.2f} points, SE {se:.2f}", diff > 2 * se))
+    for other in result.get("search_pays", {}).get("others", []):
+        if other["label"] != "the search's top-1":
+            rows.append((f"the delivered architecture (finalize's pick) beats {other['label']} by more than twice "
+                         "the standard error of the difference", f"{other['diff']:+.2f} points, SE {other['se']:.2f}",
+                         other["diff"] > 2 * other["se"]))
     return rows
 
 

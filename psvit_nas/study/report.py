@@ -50,6 +50,7 @@ def write_results(path: Path, result: dict, study, command: str) -> None:
     lines += composition_section(result["composition"], a.samplers)
     lines += archs_section(result, a, path.with_suffix(".png"))
     lines += winners_section(result["winners"], study.budget)
+    lines += search_pays_section(result.get("search_pays"), study.budget)
     lines += named_section(result.get("named"))
     lines += probe_section(result["schedule_probe"], a)
     lines += progress_section(result, path.with_name(path.stem + "-supernet.png"))
@@ -141,6 +142,26 @@ def winners_section(winners: dict, budget: float) -> list[str]:
     return lines + [""]
 
 
+def search_pays_section(pays: dict | None, budget: float) -> list[str]:
+    """The delivered architecture against the obvious models, each difference with its standard error."""
+    if not pays:
+        return []
+    d = pays["delivered"]
+    lines = [f"## Does the search pay? ({format_macs(budget)} MACs)", "",
+             "What the search delivers (evolution, then `finalize` of its top candidates) less each obvious model: "
+             "the mean of its seeds less theirs; the standard error takes one retraining's variance pooled over "
+             f"every architecture of the study ({pays['seed_variance']:.2f} points²).", "",
+             "| model | MACs | val top-1 (each seed) | mean | delivered less it | SE | beyond 2 SE | arch |",
+             "|---|---:|---|---:|---:|---:|---|---|",
+             f"| {d['label']} (delivered) | {format_macs(d['macs'])} | {', '.join(f'{v:.2f}' for v in d['seeds'])} "
+             f"| {d['mean']:.2f} | | | | `{d['arch'].replace('|', '/')}` |"]
+    for r in pays["others"]:
+        lines.append(f"| {r['label']} | {format_macs(r['macs'])} | {', '.join(f'{v:.2f}' for v in r['seeds'])} | "
+                     f"{r['mean']:.2f} | {r['diff']:+.2f} | {r['se']:.2f} | {_beyond(r)} | "
+                     f"`{r['arch'].replace('|', '/')}` |")
+    return lines + [""]
+
+
 def named_section(named: dict | None) -> list[str]:
     """The named architectures (`--extra`) against the first one named, each difference with its standard
     error."""
@@ -156,10 +177,14 @@ def named_section(named: dict | None) -> list[str]:
              f"| `{base['name']}` (baseline) | {format_macs(base['macs'])} | "
              f"{', '.join(f'{v:.2f}' for v in base['seeds'])} | {base['mean']:.2f} | | | |"]
     for r in named["others"]:
-        verdict = ("better" if r["diff"] > 0 else "worse") if abs(r["diff"]) > 2 * r["se"] else "no"
         lines.append(f"| `{r['name']}` | {format_macs(r['macs'])} | {', '.join(f'{v:.2f}' for v in r['seeds'])} | "
-                     f"{r['mean']:.2f} | {r['diff']:+.2f} | {r['se']:.2f} | {verdict} |")
+                     f"{r['mean']:.2f} | {r['diff']:+.2f} | {r['se']:.2f} | {_beyond(r)} |")
     return lines + [""]
+
+
+def _beyond(r: dict) -> str:
+    """Whether a difference lies beyond twice its standard error, and which way."""
+    return ("better" if r["diff"] > 0 else "worse") if abs(r["diff"]) > 2 * r["se"] else "no"
 
 
 def goals_section(result: dict, a) -> list[str]:

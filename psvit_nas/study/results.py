@@ -111,6 +111,8 @@ def analyse(study) -> dict[str, Any]:
             after[name] = {"arch": accs[0]["arch"], "seeds": [r["val_top1"] for r in accs]}
     result["after_search"] = {"retrains": after, "finalize": records.get(Job("finalize")),
                               "tune": records.get(Job("tune"))}
+    if pays := search_pays(result, study):
+        result["search_pays"] = pays
     result["schedule_probe"] = schedule_probe(study, rows)
     if progress := supernet_progress(study, rows):
         result["supernet_progress"] = progress
@@ -245,6 +247,29 @@ def partial_training(study) -> dict | None:
                        "other_seed": interval(early, [second["val_top1"] for _, second in runs], kendall)})
     stale = sum(not first.get("bn_batches") and "reattn" in first["arch"] for first, _ in runs)
     return {"archs": len(runs), "seeds": list(s.seeds[:2]), "points": points, "stale_bn": stale}
+
+
+def search_pays(result: dict, study) -> dict | None:
+    """Does the search pay: the delivered architecture (finalize's pick, default recipe) less the search's top-1,
+    random search's winner and each named architecture (the obvious models), each difference of the seeds'
+    means with its standard error, one retraining's variance pooled over every architecture of the study."""
+    delivered = result["after_search"]["retrains"].get("finalized")
+    s2 = seed_variance(result["rows"])
+    if not delivered or s2 is None:
+        return None
+    winners = result["winners"]
+    others = [(label, winners[k]) for label, k in (("the search's top-1", "evolution"),
+                                                   ("random search's winner", "random")) if k in winners]
+    others += [(f"`{r['name']}`", {**r, "seeds": r["all_seeds"]}) for r in result["rows"] if r.get("name")]
+
+    def entry(label: str, model: dict) -> dict:
+        macs = study.space.cost_table(Arch.parse(model["arch"])).macs
+        return {"label": label, "arch": model["arch"], "macs": macs, "seeds": model["seeds"],
+                "mean": statistics.fmean(model["seeds"])}
+
+    return {"delivered": entry("finalize's pick", delivered), "seed_variance": s2,
+            "others": [{**entry(label, m), **dict(zip(("diff", "se"), difference(delivered["seeds"], m["seeds"], s2)))}
+                       for label, m in others]}
 
 
 def named_against_baseline(rows: list[dict]) -> dict | None:
