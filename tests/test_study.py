@@ -169,6 +169,12 @@ def _study(tmp_path, *extra, wait=True):
                             start_new_session=True)
 
 
+def _jobs(tmp_path) -> int:
+    """The TINY study's job count: 27, or 25 once tune's record shows that it kept the default recipe."""
+    study = json.loads((tmp_path / "study" / "study.json").read_text())
+    return 25 if study["after_search"]["tune_kept_default"] else 27
+
+
 def _check_result(tmp_path):
     study = json.loads((tmp_path / "study" / "study.json").read_text())
     assert len(study["rows"]) == 5 and {r["group"] for r in study["rows"]} == {"spread", "window"}
@@ -181,11 +187,13 @@ def _check_result(tmp_path):
     probe = study["schedule_probe"]
     assert probe["epochs"] == 2 and len(probe["rows"]) == 3 and {"macs", "short (mean of seeds)"} <= set(probe["tau"])
     after = study["after_search"]
-    assert set(after["retrains"]) == {"top1", "finalized", "tuned"} and len(after["finalize"]["trials"]) == 2
+    assert set(after["retrains"]) == {"top1", "finalized"} | (set() if after["tune_kept_default"] else {"tuned"})
+    assert len(after["finalize"]["trials"]) == 2
     assert after["retrains"]["finalized"]["arch"] == after["finalize"]["arch"] and "lr" in after["tune"]["recipe"]
     assert after["retrains"]["top1"] == study["winners"]["evolution"]  # the search's top-1 is retrained once
     text = (tmp_path / "docs" / "results.md").read_text()
-    assert "27 of 27 jobs done" in text and "Kendall tau" in text and "(results.png)" in text
+    total = _jobs(tmp_path)
+    assert f"{total} of {total} jobs done" in text and "Kendall tau" in text and "(results.png)" in text
     assert "nan" not in text.lower().replace("finalized", "")
     for record in (tmp_path / "study" / "records").glob("retrain-*.json"):  # per-image hits and curves, as scored
         rec = json.loads(record.read_text())
@@ -211,7 +219,7 @@ def test_study_command_runs_parallel_trials_and_resumes_after_a_kill(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     # a trial that finished as the driver died may still have written its record: at most the kept ones rerun
     finished = sum(n.startswith(('retrain', 'supernet', 'search', 'finalize', 'tune')) for n in kept)
-    to_run = int(re.match(r"27 jobs, (\d+) to run", done.stdout).group(1))
+    to_run = int(re.match(r"27 jobs, (\d+) to run", done.stdout).group(1))  # tune had not run: 27 jobs
     assert 1 <= to_run <= 27 - finished
     assert "done (1 of" in done.stdout  # a progress line per finished job
     for name, (stamp, text) in kept.items():  # no finished job ran again
@@ -400,6 +408,26 @@ def test_the_delivered_architecture_against_the_obvious_models(tmp_path):
     text = (tmp_path / "results.md").read_text()
     assert "## Does the search pay?" in text and "| finalize's pick (delivered) |" in text
     assert f"| +5.00 | {se:.2f} | better |" in text and f"| -1.00 | {se:.2f} | no |" in text
+
+
+def test_the_tuned_recipe_is_retrained_from_tunes_record_and_only_when_it_differs_from_the_default(tmp_path):
+    from psvit_nas.study.jobs import Job, retrain_config
+    from psvit_nas.tune.recipe_search import default_recipe
+
+    study = _synthetic_study(tmp_path)
+    assert [j.key for j in study.after_retrains(1)] == ["retrain-finalized-seed1", "retrain-tuned-seed1"]
+    before = len(study.all_jobs())
+    arch = str(study.archs[0].arch)
+    study.records.put(Job("finalize"), {"arch": arch, "search_rank": 1, "trials": []})
+    default = default_recipe(study.space.spec(study.archs[0].arch))
+    study.records.put(Job("tune"), {"arch": arch, "recipe": {**default, "lr": 5e-4}})
+    final, tuned = study.after_retrains(0)  # no recipe file: tune's work folder may be gone
+    assert (final.arch, tuned.arch, tuned.recipe["lr"], final.recipe) == (arch, arch, 5e-4, None)
+    cfg = retrain_config(study.settings, study.space, tuned)
+    assert (cfg.lr, cfg.epochs, cfg.seed) == (5e-4, 4, 0)
+    study.records.put(Job("tune"), {"arch": arch, "recipe": default})  # tune kept the default: nothing to repeat
+    assert [j.key for j in study.after_retrains(0)] == ["retrain-finalized-seed0"]
+    assert len(study.all_jobs()) == before - 2 and "retrain-tuned-seed0" not in {j.key for j in study.all_jobs()}
 
 
 def test_supernet_checkpoints_are_scored_as_they_are_and_never_trained_further(tmp_path):

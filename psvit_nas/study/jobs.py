@@ -47,7 +47,7 @@ class Job:
     scale: int = 1               # supernet: times the study's supernet compute
     variant: str = ""            # fitness: one of VARIANTS
     arch: str = field(default="", compare=False)           # retrain: what it trains
-    recipe: str | None = field(default=None, compare=False)  # retrain: a recipe file (the tuned recipe)
+    recipe: dict[str, float] | None = field(default=None, compare=False)  # retrain: the tuned recipe (tune's record)
     archs: tuple[str, ...] = field(default=(), compare=False)  # fitness, proxy, finetune: what it scores
 
     @property
@@ -127,15 +127,22 @@ def run_job(setup: Setup, job: Job) -> dict[str, Any]:
     return Records(setup.records).put(job, record)
 
 
+def retrain_config(settings: StudySettings, space: SearchSpace, job: Job):
+    """A retraining's `TrainConfig`: the study's schedule and batch size, with the recipe the job carries or the
+    study's default one."""
+    from ..train.recipe import train_config
+
+    epochs = job.epochs or settings.epochs
+    recipe = job.recipe or {"lr": settings.retrain_lr, "warmup_epochs": min(1.0, epochs / 2)}
+    return train_config(space, {"batch_size": settings.batch_size, **recipe, "epochs": epochs, "seed": job.seed})
+
+
 def _retrain(setup: Setup, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
     from ..model import PSViT
     from ..train import fit_on
-    from ..train.recipe import load_recipe, train_config
 
-    s, space = setup.settings, setup.space
-    epochs = job.epochs or s.epochs
-    recipe = load_recipe(job.recipe) if job.recipe else {"lr": s.retrain_lr, "warmup_epochs": min(1.0, epochs / 2)}
-    cfg = train_config(space, {"batch_size": s.batch_size, **recipe, "epochs": epochs, "seed": job.seed})
+    space = setup.space
+    cfg = retrain_config(setup.settings, space, job)
     cfg.checkpoint_every_steps = CHECKPOINT_EVERY
     spec = space.spec(Arch.parse(job.arch))
     torch.manual_seed(job.seed)

@@ -397,7 +397,9 @@ def after_search_section(after: dict, a) -> list[str]:
                   f"top-1 {tuned['score']:.2f}" + (f" ({tuned['score_at_default_epochs']:.2f} at epoch "
                   f"{tuned['default_epochs']})" if tuned.get("score_at_default_epochs") is not None else "")
                   + f" against the default's {tuned['default_score']:.2f} ({tuned['default_epochs']} epochs); "
-                  f"recipe: {recipe}.", ""]
+                  f"recipe: {recipe}." + (" It kept the default recipe, so finalize's pick's retrainings stand for "
+                                          "the tuned one (retraining it again would repeat them to the bit)."
+                                          if after.get("tune_kept_default") else ""), ""]
     if retrains:
         lines += ["Each retrained fully (validation top-1, each seed):", "", "| model | val top-1 (each seed) | mean |"
                   " arch |", "|---|---|---:|---|"]

@@ -105,12 +105,14 @@ def analyse(study) -> dict[str, Any]:
             winners[strategy] = {**rec, "seeds": [r["val_top1"] for r in accs]}
     result["winners"] = winners
     after = {"top1": winners["evolution"]} if "evolution" in winners else {}
-    for name in ("finalized", "tuned"):
-        accs = [records.get(Job("retrain", name, seed)) for seed in s.seeds]
+    jobs = [job for seed in s.seeds for job in study.after_retrains(seed)]
+    for name in dict.fromkeys(job.name for job in jobs):
+        accs = [records.get(job) for job in jobs if job.name == name]
         if all(accs):
             after[name] = {"arch": accs[0]["arch"], "seeds": [r["val_top1"] for r in accs]}
-    result["after_search"] = {"retrains": after, "finalize": records.get(Job("finalize")),
-                              "tune": records.get(Job("tune"))}
+    tune = records.get(Job("tune"))
+    result["after_search"] = {"retrains": after, "finalize": records.get(Job("finalize")), "tune": tune,
+                              "tune_kept_default": tune is not None and len(jobs) == len(s.seeds)}
     if pays := search_pays(result, study):
         result["search_pays"] = pays
     result["schedule_probe"] = schedule_probe(study, rows)

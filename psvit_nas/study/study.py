@@ -22,7 +22,7 @@ from ..space import Arch, ArchSpec, SearchSpace, parse_budget
 from .archs import StudyArch, check_budget, parse_extra, pick_archs, probe_archs
 from .data import check_data, class_subset, gt_subset
 from .jobs import (VARIANTS, Job, Setup, checkpoint_hits, ground_truth_batches, learning_curve,
-                   scored_epochs)
+                   retrain_config, scored_epochs)
 from .records import Records
 from .runner import run_trials
 from .settings import STAGES, StudySettings
@@ -77,7 +77,7 @@ class Study:
 
     # ----- jobs ---------------------------------------------------------------------
     def retrain(self, name: str, seed: int, arch: Arch | str, epochs: int | None = None,
-                recipe: str | None = None) -> Job:
+                recipe: dict[str, float] | None = None) -> Job:
         return Job("retrain", name, seed, epochs if epochs != self.settings.epochs else None, arch=str(arch),
                    recipe=recipe)
 
@@ -117,7 +117,7 @@ class Study:
         s, first = self.settings, self.settings.samplers[0]
         searches = [Job("search", k) for k in ("evolution", "random")]
         winners = [Job("retrain", f"winner-{k}", seed) for k in ("evolution", "random") for seed in s.seeds]
-        after = [Job("retrain", name, seed) for name in AFTER_SEARCH for seed in s.seeds]
+        after = [job for seed in s.seeds for job in self.after_retrains(seed)]
         return ([Job("supernet", sampler) for sampler in s.samplers] + [Job("supernet", first, scale=2)]
                 + self.ground_truth_jobs() + searches + winners + [Job("finalize"), Job("tune")] + after
                 + self.probe_jobs())
@@ -199,12 +199,21 @@ class Study:
     def after_search(self) -> list[Job]:
         """`finalize` and `tune` on the evolution search (each a Ray Tune experiment of its own); the retrainings
         that compare finalize's pick and the tuned recipe with the search's top-1 (`winner-evolution`)."""
-        s, work = self.settings, Path(self.setup.work)
-        final = self._after_search_step(Job("finalize"))
+        self._after_search_step(Job("finalize"))
         self._after_search_step(Job("tune"))
-        recipe = str(work / "tune" / "recipe.yaml")
-        return [job for seed in s.seeds for job in (
-            self.retrain("finalized", seed, final["arch"]), self.retrain("tuned", seed, final["arch"], recipe=recipe))]
+        return [job for seed in self.settings.seeds for job in self.after_retrains(seed)]
+
+    def after_retrains(self, seed: int) -> list[Job]:
+        """Finalize's pick retrained with the default recipe and with the tuned one (from tune's record, so a lost
+        work folder loses nothing); the default only once tune's record shows that it kept the default, for the
+        tuned retraining would repeat it to the bit."""
+        final, tune = self.records.get(Job("finalize")), self.records.get(Job("tune"))
+        default = self.retrain("finalized", seed, final["arch"] if final else "")
+        if tune is None:
+            return [default, self.retrain("tuned", seed, "")]
+        tuned = self.retrain("tuned", seed, tune["arch"], recipe=tune["recipe"])
+        same = retrain_config(self.settings, self.space, default) == retrain_config(self.settings, self.space, tuned)
+        return [default] if same else [default, tuned]
 
     def _after_search_step(self, job: Job) -> dict[str, Any]:
         import yaml
