@@ -20,6 +20,7 @@ import torch
 from ..data import CacheConfig, EvalBatches, load_images
 from ..errors import ConfigError
 from ..space import Arch, SearchSpace
+from ..train.config import TrainConfig
 from .records import Records
 from .settings import StudySettings
 from .stats import pack
@@ -127,7 +128,7 @@ def run_job(setup: Setup, job: Job) -> dict[str, Any]:
     return Records(setup.records).put(job, record)
 
 
-def retrain_config(settings: StudySettings, space: SearchSpace, job: Job):
+def retrain_config(settings: StudySettings, space: SearchSpace, job: Job) -> TrainConfig:
     """A retraining's `TrainConfig`: the study's schedule and batch size, with the recipe the job carries or the
     study's default one."""
     from ..train.recipe import train_config

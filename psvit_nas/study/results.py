@@ -110,9 +110,8 @@ def analyse(study) -> dict[str, Any]:
         accs = [records.get(job) for job in jobs if job.name == name]
         if all(accs):
             after[name] = {"arch": accs[0]["arch"], "seeds": [r["val_top1"] for r in accs]}
-    tune = records.get(Job("tune"))
-    result["after_search"] = {"retrains": after, "finalize": records.get(Job("finalize")), "tune": tune,
-                              "tune_kept_default": tune is not None and len(jobs) == len(s.seeds)}
+    result["after_search"] = {"retrains": after, "finalize": records.get(Job("finalize")),
+                              "tune": records.get(Job("tune")), "tune_kept_default": study.tune_kept_default()}
     if pays := search_pays(result, study):
         result["search_pays"] = pays
     result["schedule_probe"] = schedule_probe(study, rows)

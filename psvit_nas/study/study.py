@@ -209,11 +209,17 @@ class Study:
         tuned retraining would repeat it to the bit."""
         final, tune = self.records.get(Job("finalize")), self.records.get(Job("tune"))
         default = self.retrain("finalized", seed, final["arch"] if final else "")
+        if self.tune_kept_default():
+            return [default]
+        return [default, self.retrain("tuned", seed, tune["arch"] if tune else "", recipe=tune and tune["recipe"])]
+
+    def tune_kept_default(self) -> bool:
+        """Whether tune's record holds a recipe that trains exactly as the study's default one."""
+        tune = self.records.get(Job("tune"))
         if tune is None:
-            return [default, self.retrain("tuned", seed, "")]
-        tuned = self.retrain("tuned", seed, tune["arch"], recipe=tune["recipe"])
-        same = retrain_config(self.settings, self.space, default) == retrain_config(self.settings, self.space, tuned)
-        return [default] if same else [default, tuned]
+            return False
+        default, tuned = Job("retrain", seed=0), Job("retrain", seed=0, recipe=tune["recipe"])
+        return retrain_config(self.settings, self.space, default) == retrain_config(self.settings, self.space, tuned)
 
     def _after_search_step(self, job: Job) -> dict[str, Any]:
         import yaml
