@@ -267,13 +267,14 @@ def test_a_record_is_the_same_alone_and_beside_another_trial(tmp_path, shared_ra
     assert digests[0] == digests[1]
 
 
-def _synthetic_study(tmp_path):
-    """A digits study whose records are written by hand: 4 spread, 2 window and the all-layer baseline."""
+def _synthetic_study(tmp_path, extra=("layers=all-layer",)):
+    """A digits study whose records are written by hand: 4 spread, 2 window and the named `extra` (the first, the
+    baseline: by default the all-layer stack)."""
     from psvit_nas.study import Study, StudySettings
 
     settings = StudySettings(config=str(SPACES / "digits.yaml"), data="digits", out=str(tmp_path / "out"),
                              work=str(tmp_path / "work"), results=str(tmp_path / "results.md"), spread=4, window=2,
-                             extra=("layers=all-layer",), epochs=4, probe_archs=4, probe_epochs=2,
+                             extra=extra, epochs=4, probe_archs=4, probe_epochs=2,
                              samplers=("uniform",))
     return Study(settings)
 
@@ -374,13 +375,14 @@ def test_partial_training_order_and_named_architectures_against_the_baseline(tmp
 
 
 def test_the_delivered_architecture_against_the_obvious_models(tmp_path):
-    """Finalize's pick less the search's top-1, random search's winner and the all-layer baseline: each difference
-    with its pooled standard error, the goal rows judged on them (the top-1 is no goal of its own)."""
+    """Finalize's pick less the search's top-1, random search's winner and each named architecture: each
+    difference with its pooled standard error, the goal rows judged on random's winner and the baseline only (the
+    top-1 and the other named architectures are context, no goal of their own)."""
     from psvit_nas.study import analyse, write_results
     from psvit_nas.study.goals import issue19
     from psvit_nas.study.jobs import Job
 
-    study = _synthetic_study(tmp_path)
+    study = _synthetic_study(tmp_path, extra=("layers=all-layer", "reattns=all-reattn"))
     acc = _put_retrainings(study, lambda final: [final / 2, final])  # every row's seeds differ by 1: s2 = 0.5
     spread = [a for a in study.archs if a.group == "spread"]
     picks = {"winner-evolution": (spread[0].arch, 40.0), "winner-random": (spread[1].arch, 46.0),
@@ -398,9 +400,12 @@ def test_the_delivered_architecture_against_the_obvious_models(tmp_path):
     pays = result["search_pays"]
     assert pays["delivered"]["mean"] == 45.5 and pays["seed_variance"] == pytest.approx(0.5)
     se = np.sqrt(0.5 / 2 + 0.5 / 2)
-    assert [r["label"] for r in pays["others"]] == ["the search's top-1", "random search's winner", "`layers`"]
-    assert [r["diff"] for r in pays["others"]] == pytest.approx([5.0, -1.0, 45.5 - acc["layers"] - 0.5])
-    assert [r["se"] for r in pays["others"]] == pytest.approx([se] * 3)
+    assert [r["label"] for r in pays["others"]] == ["the search's top-1", "random search's winner", "`layers`",
+                                                    "`reattns`"]
+    assert [r["role"] for r in pays["others"]] == ["top1", "random", "baseline", "named"]
+    assert [r["diff"] for r in pays["others"]] == pytest.approx([5.0, -1.0, 45.5 - acc["layers"] - 0.5,
+                                                                 45.5 - acc["reattns"] - 0.5])
+    assert [r["se"] for r in pays["others"]] == pytest.approx([se] * 4)
     goals = {goal.split(" beats ")[1].split(" by ")[0]: met for goal, _, met in issue19(result, study.settings)
              if " beats " in goal}
     assert goals == {"random search's winner": False, "`layers`": True}  # -1.00 is within 2 SE; +7.00 is not

@@ -80,7 +80,7 @@ def issue19(result: dict, a) -> list[Row]:
                      f"{max(probe['epochs'], a.epochs)}, tau >= 0.8", _num(tau), (value(tau) or -2) >= 0.8))
     rows += _self_row(result, 0.75) + _ranker_rows(result, a, 0.6, 0.2)
     for other in result.get("search_pays", {}).get("others", []):
-        if other["label"] != "the search's top-1":
+        if other["role"] in ("random", "baseline"):  # the goal's two: not the top-1, nor other named models
             rows.append((f"the delivered architecture (finalize's pick) beats {other['label']} by more than twice "
                          "the standard error of the difference", f"{other['diff']:+.2f} points, SE {other['se']:.2f}",
                          other["diff"] > 2 * other["se"]))

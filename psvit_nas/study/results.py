@@ -252,16 +252,20 @@ def partial_training(study) -> dict | None:
 
 def search_pays(result: dict, study) -> dict | None:
     """Does the search pay: the delivered architecture (finalize's pick, default recipe) less the search's top-1,
-    random search's winner and each named architecture (the obvious models), each difference of the seeds'
-    means with its standard error, one retraining's variance pooled over every architecture of the study."""
+    random search's winner and each named architecture, each difference of the seeds' means with its standard
+    error, one retraining's variance pooled over every architecture of the study. Each carries its `role`:
+    top1, random, baseline (the first named: the obvious model) or named."""
     delivered = result["after_search"]["retrains"].get("finalized")
     s2 = seed_variance(result["rows"])
     if not delivered or s2 is None:
         return None
     winners = result["winners"]
-    others = [(label, winners[k]) for label, k in (("the search's top-1", "evolution"),
-                                                   ("random search's winner", "random")) if k in winners]
-    others += [(f"`{r['name']}`", {**r, "seeds": r["all_seeds"]}) for r in result["rows"] if r.get("name")]
+    others = [(label, role, winners[k]) for label, role, k in (("the search's top-1", "top1", "evolution"),
+                                                               ("random search's winner", "random", "random"))
+              if k in winners]
+    named = [r for r in result["rows"] if r.get("name")]
+    others += [(f"`{r['name']}`", "baseline" if i == 0 else "named", {**r, "seeds": r["all_seeds"]})
+               for i, r in enumerate(named)]
 
     def entry(label: str, model: dict) -> dict:
         macs = study.space.cost_table(Arch.parse(model["arch"])).macs
@@ -269,8 +273,9 @@ def search_pays(result: dict, study) -> dict | None:
                 "mean": statistics.fmean(model["seeds"])}
 
     return {"delivered": entry("finalize's pick", delivered), "seed_variance": s2,
-            "others": [{**entry(label, m), **dict(zip(("diff", "se"), difference(delivered["seeds"], m["seeds"], s2)))}
-                       for label, m in others]}
+            "others": [{**entry(label, m), "role": role,
+                        **dict(zip(("diff", "se"), difference(delivered["seeds"], m["seeds"], s2)))}
+                       for label, role, m in others]}
 
 
 def named_against_baseline(rows: list[dict]) -> dict | None:
