@@ -9,6 +9,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "search_spaces"
 SPACE_FILES = sorted(p for p in SPACES.glob("*.yaml") if p.stem != "deit_tiny")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one pytest worker per core: one thread each, its subprocesses too
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _image_cache(tmp_path_factory):
