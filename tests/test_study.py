@@ -267,7 +267,7 @@ def test_a_record_is_the_same_alone_and_beside_another_trial(tmp_path, shared_ra
     assert digests[0] == digests[1]
 
 
-def _synthetic_study(tmp_path, extra=("layers=all-layer",)):
+def _synthetic_study(tmp_path, extra=("layers=all-layer",), holdout=1500):
     """A digits study whose records are written by hand: 4 spread, 2 window and the named `extra` (the first, the
     baseline: by default the all-layer stack)."""
     from psvit_nas.study import Study, StudySettings
@@ -275,7 +275,7 @@ def _synthetic_study(tmp_path, extra=("layers=all-layer",)):
     settings = StudySettings(config=str(SPACES / "digits.yaml"), data="digits", out=str(tmp_path / "out"),
                              work=str(tmp_path / "work"), results=str(tmp_path / "results.md"), spread=4, window=2,
                              extra=extra, epochs=4, probe_archs=4, probe_epochs=2,
-                             samplers=("uniform",))
+                             samplers=("uniform",), holdout=holdout)
     return Study(settings)
 
 
@@ -332,6 +332,22 @@ def test_schedule_check_and_learning_curves_from_records(tmp_path):
     assert "## The ground truth at a shorter schedule: 2 epochs against 4" in text
     assert "![learning curves](results-curves.png)" in text and (tmp_path / "results-curves.png").stat().st_size
     assert "inside the window" in text and "nan" not in text.lower()
+
+
+def test_the_time_estimate_shares_the_work_among_trials_but_never_undercuts_the_longest_job(tmp_path):
+    study = _synthetic_study(tmp_path, holdout=150)
+    images, rate = study.train_images(), study.settings.est_images_per_s
+    work = sorted(study.setup.estimate_images(j, images) for j in study.planned())
+    assert work[-1] > work[-2] > 0  # the supernets train longer than any retraining
+
+    assert study.estimate_minutes(1) == pytest.approx(sum(work) / rate / 60)
+    assert study.estimate_minutes(2) == pytest.approx(sum(work) / 2 / rate / 60)
+    assert study.estimate_minutes(1000) == pytest.approx(work[-1] / rate / 60)  # one trial runs the longest job
+    longest = max(study.planned(), key=lambda j: study.setup.estimate_images(j, images))
+    for job in study.planned():  # every training done but the longest: more trials at once do not help
+        if job != longest and study.setup.estimate_images(job, images) > 0:
+            study.records.put(job, {"val_top1": 0.0})
+    assert study.estimate_minutes(2) == study.estimate_minutes(1) == pytest.approx(work[-1] / rate / 60)
 
 
 def test_partial_training_order_and_named_architectures_against_the_baseline(tmp_path):

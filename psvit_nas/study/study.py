@@ -268,11 +268,12 @@ class Study:
         return len(load_split(self.setup.data, "train", self.space)) - self.settings.holdout
 
     def estimate_minutes(self, trials_at_once: int) -> float:
-        """Rough wall minutes of the chosen stages' pending trainings at --est-images-per-s per trial."""
+        """Rough wall minutes of the chosen stages' pending trainings at --est-images-per-s per trial: their work
+        shared among the trials at once, but never less than the longest job, which runs as one trial."""
         images = self.train_images()
-        todo = [j for j in self.planned() if j not in self.records]
-        work = sum(self.setup.estimate_images(j, images) for j in todo)
-        return work / self.settings.est_images_per_s / max(1, trials_at_once) / 60
+        work = [self.setup.estimate_images(j, images) for j in self.planned() if j not in self.records]
+        wall = max(sum(work) / max(1, trials_at_once), max(work, default=0.0))
+        return wall / self.settings.est_images_per_s / 60
 
 
 def _stages_of(job: Job) -> tuple[str, ...]:
