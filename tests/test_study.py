@@ -337,17 +337,18 @@ def test_schedule_check_and_learning_curves_from_records(tmp_path):
 def test_the_time_estimate_shares_the_work_among_trials_but_never_undercuts_the_longest_job(tmp_path):
     study = _synthetic_study(tmp_path, holdout=150)
     images, rate = study.train_images(), study.settings.est_images_per_s
-    work = sorted(study.setup.estimate_images(j, images) for j in study.planned())
-    assert work[-1] > work[-2] > 0  # the supernets train longer than any retraining
+    work = {job: study.setup.estimate_images(job, images) for job in study.planned()}
+    longest = max(work, key=work.get)
+    assert work[longest] > sorted(work.values())[-2] > 0  # the supernets train longer than any retraining
+    total = sum(work.values())
 
-    assert study.estimate_minutes(1) == pytest.approx(sum(work) / rate / 60)
-    assert study.estimate_minutes(2) == pytest.approx(sum(work) / 2 / rate / 60)
-    assert study.estimate_minutes(1000) == pytest.approx(work[-1] / rate / 60)  # one trial runs the longest job
-    longest = max(study.planned(), key=lambda j: study.setup.estimate_images(j, images))
-    for job in study.planned():  # every training done but the longest: more trials at once do not help
-        if job != longest and study.setup.estimate_images(job, images) > 0:
+    assert study.estimate_minutes(1) == pytest.approx(total / rate / 60)
+    assert study.estimate_minutes(2) == pytest.approx(total / 2 / rate / 60)
+    assert study.estimate_minutes(1000) == pytest.approx(work[longest] / rate / 60)  # one trial runs the longest
+    for job, images_of_job in work.items():  # every training done but the longest: more trials at once do not help
+        if job != longest and images_of_job > 0:
             study.records.put(job, {"val_top1": 0.0})
-    assert study.estimate_minutes(2) == study.estimate_minutes(1) == pytest.approx(work[-1] / rate / 60)
+    assert study.estimate_minutes(2) == study.estimate_minutes(1) == pytest.approx(work[longest] / rate / 60)
 
 
 def test_partial_training_order_and_named_architectures_against_the_baseline(tmp_path):

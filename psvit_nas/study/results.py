@@ -250,6 +250,11 @@ def partial_training(study) -> dict | None:
     return {"archs": len(runs), "seeds": list(s.seeds[:2]), "points": points, "stale_bn": stale}
 
 
+def _named(rows: list[dict]) -> list[dict]:
+    """The named architectures (`--extra`) with all their seeds (`--named-seeds`); the first is the baseline."""
+    return [{**r, "seeds": r["all_seeds"]} for r in rows if r.get("name")]
+
+
 def search_pays(result: dict, study) -> dict | None:
     """Does the search pay: the delivered architecture (finalize's pick, default recipe) less the search's top-1,
     random search's winner and each named architecture, each difference of the seeds' means with its standard
@@ -263,9 +268,7 @@ def search_pays(result: dict, study) -> dict | None:
     others = [(label, role, winners[k]) for label, role, k in (("the search's top-1", "top1", "evolution"),
                                                                ("random search's winner", "random", "random"))
               if k in winners]
-    named = [r for r in result["rows"] if r.get("name")]
-    others += [(f"`{r['name']}`", "baseline" if i == 0 else "named", {**r, "seeds": r["all_seeds"]})
-               for i, r in enumerate(named)]
+    others += [(f"`{r['name']}`", "baseline" if i == 0 else "named", r) for i, r in enumerate(_named(result["rows"]))]
 
     def entry(label: str, model: dict) -> dict:
         macs = study.space.cost_table(Arch.parse(model["arch"])).macs
@@ -282,7 +285,7 @@ def named_against_baseline(rows: list[dict]) -> dict | None:
     """Each named architecture (`--extra`) against the first one named (the baseline): the difference of the
     means of all their seeds (`--named-seeds`) and its standard error, one run's variance pooled over every
     architecture of the study."""
-    named = [{**r, "seeds": r["all_seeds"]} for r in rows if r.get("name")]
+    named = _named(rows)
     s2 = seed_variance(rows)
     if len(named) < 2 or s2 is None:
         return None
