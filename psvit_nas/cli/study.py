@@ -40,6 +40,7 @@ def _settings(args: argparse.Namespace):
     out = Path(args.out)
     return StudySettings(**{k: getattr(args, k) for k in COUNTS + PLAIN}, work=args.work or str(out / "work"),
                          results=args.results or str(out / "results.md"), extra=tuple(args.extra),
+                         family=tuple(args.family),
                          seeds=tuple(args.seeds), named_seeds=tuple(args.named_seeds or ()),
                          samplers=tuple(args.samplers), stages=tuple(args.stages))
 
@@ -99,6 +100,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--extra", nargs="+", default=[], metavar="NAME=ARCH", help="named architectures joining the "
                    "window group: all-CHOICE (e.g. layers=all-layer, the DeiT-style stack), an arch string or a "
                    "spec file")
+    p.add_argument("--family", type=int, nargs="+", default=[], metavar="DEPTH", help="the hand-designed family: "
+                   "layersD has D layer cells per stage and identity in the rest (e.g. 1 2 3 4 5 6), retrained with "
+                   "--named-seeds as named architectures of their own group")
     p.add_argument("--seeds", type=int, nargs="+", default=list(D.seeds))
     p.add_argument("--named-seeds", type=int, nargs="+", help="seeds of the named architectures (--extra), "
                    "including every --seeds seed: more seeds where the search's pick is judged against the "

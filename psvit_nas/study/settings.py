@@ -20,6 +20,7 @@ class StudySettings:
     window: int = 8
     budget: str | None = None         # window centre in MACs (default: median of uniform paths)
     extra: tuple[str, ...] = ()       # NAME=ARCH joining the window group (e.g. layers=all-layer)
+    family: tuple[int, ...] = ()      # depths of the hand-designed layer family (baselines.layer_family)
     seeds: tuple[int, ...] = (0, 1)
     named_seeds: tuple[int, ...] = ()  # the named extras' seeds, a superset of `seeds` (default: `seeds`)
     epochs: int = 5                   # retraining epochs per architecture

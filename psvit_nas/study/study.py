@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..baselines import layer_family
 from ..cluster import ray_session
 from ..data import holdout_split, load_split
 from ..errors import ConfigError
@@ -46,7 +47,9 @@ class Study:
         extras = [parse_extra(text, self.space, self.budget) for text in s.extra]
         self.records = Records(Path(s.out).resolve() / "records")
         self._check_records()
-        self.archs = pick_archs(self.space, s.spread, s.window, self.budget, s.seed) + extras
+        family = [StudyArch(name, "family", arch) for name, arch in layer_family(self.space, s.family).items()] \
+            if s.family else []
+        self.archs = pick_archs(self.space, s.spread, s.window, self.budget, s.seed) + extras + family
         spread = [a for a in self.archs if a.group == "spread"]
         self.probe = probe_archs(spread, s.probe_archs) if s.probe_epochs != s.epochs else []
         self.ray_address = ray_address
