@@ -15,16 +15,18 @@ def family_depths(space: SearchSpace) -> tuple[int, ...]:
     return tuple(range(1, min(stage.cells for stage in space.stages) + 1))
 
 
-def layer_family(space: SearchSpace, depths: tuple[int, ...] | None = None,
-                 option: str = "--family") -> dict[str, Arch]:
-    """Name (`layers3`) -> architecture of each depth, shallowest first; a depth the space cannot hold (or a
-    space without `layer` and `identity` in every stage) is bad input naming `option`."""
+def layer_family(space: SearchSpace, depths: tuple[int, ...] | None = None) -> dict[str, Arch]:
+    """Name (`layers3`) -> architecture of each depth (default: every depth the space holds; `()`: none),
+    shallowest first; a depth the space cannot hold (or a space without `layer` and `identity` in every stage)
+    is bad input naming `--family`."""
     allowed = family_depths(space)
-    depths = allowed if not depths else depths
+    depths = allowed if depths is None else depths
+    if not depths:
+        return {}
     bad = [d for d in depths if d not in allowed]
     if bad or len(set(depths)) != len(depths):
-        raise ConfigError(space.source, option, f"expected distinct depths in {allowed[0]}..{allowed[-1]} (layer "
-                          f"cells per stage), got {list(depths)}")
+        raise ConfigError(space.source, "--family", f"expected distinct depths in {allowed[0]}..{allowed[-1]} "
+                          f"(layer cells per stage), got {list(depths)}")
     for i, stage in enumerate(space.stages):
         missing = {"layer", "identity"} - set(stage.choices)
         if missing:

@@ -47,8 +47,7 @@ class Study:
         extras = [parse_extra(text, self.space, self.budget) for text in s.extra]
         self.records = Records(Path(s.out).resolve() / "records")
         self._check_records()
-        family = [StudyArch(name, "family", arch) for name, arch in layer_family(self.space, s.family).items()] \
-            if s.family else []
+        family = [StudyArch(name, "family", arch) for name, arch in layer_family(self.space, s.family).items()]
         self.archs = pick_archs(self.space, s.spread, s.window, self.budget, s.seed) + extras + family
         spread = [a for a in self.archs if a.group == "spread"]
         self.probe = probe_archs(spread, s.probe_archs) if s.probe_epochs != s.epochs else []
