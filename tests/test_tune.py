@@ -45,42 +45,45 @@ def test_quickstart_writes_every_step(tmp_path, capsys, shared_ray):
 
 
 @pytest.mark.slow
-def test_finalize_and_tune_choose_on_held_out_training_images_only(tmp_path, tiny_imagenet_dir, capsys, shared_ray):
-    """The validation folder is deleted after the supernet run: finalize and tune must not need it."""
+def test_search_pipeline_never_reads_the_validation_split(tmp_path, tiny_imagenet_dir, capsys, shared_ray):
+    """The dataset has no validation images at all: train-supernet with its defaults, evolve, finalize
+    (complete-schedule halving) and tune must all run, choosing on held-out training images."""
     data = tmp_path / "data"
-    (data / "train").mkdir(parents=True)
-    (data / "val" / "images").mkdir(parents=True)
     wnids = (tiny_imagenet_dir / "wnids.txt").read_text().split()[:2]
+    (data / "val").mkdir(parents=True)  # the folder is there, its images and annotations are not
     (data / "wnids.txt").write_text("\n".join(wnids) + "\n")
     for w in wnids:  # 120 training images per class keep the trials short
         (data / "train" / w / "images").mkdir(parents=True)
         for image in sorted((tiny_imagenet_dir / "train" / w / "images").iterdir())[:120]:
             shutil.copy(image, data / "train" / w / "images")
-    keep = [line for line in (tiny_imagenet_dir / "val" / "val_annotations.txt").read_text().splitlines()
-            if line.split("\t")[1] in wnids]
-    for line in keep:
-        shutil.copy(tiny_imagenet_dir / "val" / "images" / line.split("\t")[0], data / "val" / "images")
-    (data / "val" / "val_annotations.txt").write_text("\n".join(keep) + "\n")
     config = ["--config", str(SPACES / "tiny_imagenet.yaml"), "--data", str(data)]
     assert main(["train-supernet", *config, "--epochs", "1", "--search-holdout", "60", "--out",
                  str(tmp_path / "sn"), "--val-archs", "1"]) == 0
     assert main(["evolve", "--supernet", str(tmp_path / "sn" / "last.pt"), "--flops", "20M", "--population", "5",
-                 "--generations", "1", "--topk", "2", "--out", str(tmp_path / "search")]) == 0
-    shutil.rmtree(data / "val")
+                 "--generations", "1", "--topk", "3", "--out", str(tmp_path / "search")]) == 0
 
-    assert main(["finalize", "--search", str(tmp_path / "search"), "--topk", "2", "--epochs", "2", "--out",
-                 str(tmp_path / "final")]) == 0
+    assert main(["finalize", "--search", str(tmp_path / "search"), "--topk", "3", "--rungs", "1", "--epochs", "2",
+                 "--out", str(tmp_path / "final")]) == 0
     final = ArchSpec.from_yaml(tmp_path / "final" / "final.yaml")
     table = final.metrics["finalize"]["trials"]
-    assert len(table) == 2 and str(final.arch) == table[0]["arch"]
-    completed = [r for r in table if r["completed"]]
-    assert table[0]["score"] == max(r["score"] for r in completed)  # the winner is its own table's best
+    first = [r for r in table if r["rung"] == 1]
+    last = [r for r in table if r["rung"] == 2]
+    assert len(first) == 3 and len(last) == 2 and all(r["completed"] for r in table)
+    best_two = sorted(first, key=lambda r: -r["score"])[:2]
+    assert {r["arch"] for r in last} == {r["arch"] for r in best_two}  # the rung's better half goes on
+    assert str(final.arch) == table[0]["arch"] and table[0]["score"] == max(r["score"] for r in last)
+    assert final.metrics["finalize"]["retrainings"] == pytest.approx((3 * 1 + 2 * 2) / 2)
+    for rung in (1, 2):  # each rung's schedule anneals to its own end
+        for metrics in (tmp_path / "final" / f"rung-{rung}" / "trials").glob("*/metrics.jsonl"):
+            epochs = [json.loads(line) for line in metrics.read_text().splitlines()]
+            assert len(epochs) == rung and epochs[-1]["lr"] == pytest.approx(1e-5, rel=0.05)
     assert final.metrics["fitness_set"]["holdout"] == 60  # as in best.yaml: eval --split search works on it
     assert main(["eval", "--arch", str(tmp_path / "final" / "final.yaml"), "--weights",
                  final.metrics["finalize"]["weights"], "--split", "search"]) == 0
+    assert "rung-2" in final.metrics["finalize"]["weights"]
     rows = _read_trials(tmp_path / "final" / "trials.csv")
-    assert [r["label"].split(" ")[1] for r in rows] == [f"#{r['search_rank']}" for r in table]
-    assert os.path.isfile(final.metrics["finalize"]["weights"])
+    assert [(r["rung"], r["label"].split(" ")[3]) for r in rows] == [
+        (str(r["rung"]), f"#{r['search_rank']}") for r in table]
     assert (tmp_path / "final" / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
 
     assert main(["tune", "--arch", str(tmp_path / "final" / "final.yaml"), "--samples", "2", "--epochs", "2",
@@ -118,6 +121,8 @@ def test_bad_input_one_line_exit_2(tmp_path, digits_search, capsys, shared_ray):
          "recipe.yaml: recipe.momentum: unknown field"),
         (["finalize", "--search", str(digits_search), "--epochs", "0", "--out", str(tmp_path / "f4")],
          "--epochs: expected a positive number of epochs"),
+        (["finalize", "--search", str(digits_search), "--epochs", "4", "--rungs", "2", "4", "--out",
+          str(tmp_path / "f6")], "--rungs: expected rising epochs, each 1..3"),
         (["tune", "--arch", str(SPACES / "deit_tiny.yaml"), "--out", str(tmp_path / "t")],
          "fitness_set: this spec records no held-out training images"),
     ]
@@ -125,7 +130,7 @@ def test_bad_input_one_line_exit_2(tmp_path, digits_search, capsys, shared_ray):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
-    assert not any((tmp_path / f).exists() for f in ("f1", "f2", "f3", "f4", "t"))
+    assert not any((tmp_path / f).exists() for f in ("f1", "f2", "f3", "f4", "f6", "t"))
     # trials that raise (here: a batch larger than the training set) end in one line, exit 1, resumable
     huge = tmp_path / "huge.yaml"
     huge.write_text("recipe: {batch_size: 100000}\n")
@@ -164,6 +169,22 @@ def test_killed_finalize_resumes_without_repeating_finished_trials(tmp_path, dig
     for folder in out.glob("trials/*"):
         epochs = [json.loads(line)["epoch"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
         assert epochs == list(range(1, len(epochs) + 1))  # resumed trials continued, no epoch twice
+
+
+@pytest.mark.slow
+def test_halving_killed_between_rungs_resumes_without_repeating_the_first(tmp_path, digits_search, shared_ray):
+    out = tmp_path / "final"
+    argv = ["finalize", "--search", str(digits_search), "--topk", "2", "--rungs", "1", "--epochs", "2", "--out",
+            str(out)]
+    assert main(argv) == 0
+    done = {p: p.stat().st_mtime_ns for p in out.glob("rung-1/trials/*/metrics.jsonl")}
+    shutil.rmtree(out / "rung-2")  # as if killed before the last rung began
+    (out / "final.yaml").unlink()
+    assert main(argv) == 2  # the folder holds a run: it is not overwritten without --resume
+    assert main([*argv, "--resume"]) == 0
+    assert len(done) == 2 and {p: p.stat().st_mtime_ns for p in out.glob("rung-1/trials/*/metrics.jsonl")} == done
+    final = ArchSpec.from_yaml(out / "final.yaml").metrics["finalize"]
+    assert final["scheme"] == "halving 1" and [r["rung"] for r in final["trials"]] == [2, 1, 1]
 
 
 def test_trials_get_absolute_data_paths(tmp_path, monkeypatch):

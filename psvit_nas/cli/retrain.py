@@ -25,12 +25,15 @@ def _setup(args: argparse.Namespace) -> dict:
 def cmd_finalize(args: argparse.Namespace) -> None:
     from ..train.recipe import load_recipe
     from ..tune import finalize
+    from ..tune.finalize import check_rungs
 
     check_numbers(args, positive=("topk",))
     recipe = load_recipe(args.recipe) if args.recipe else None
     setup = _setup(args)
+    rungs = tuple(args.rungs or ())
+    check_rungs(rungs, args.epochs)
     with run_folder(args.out, args.resume, args.force):
-        finalize(args.search, args.topk, setup, args.out, recipe, args.resume, args.ray_address)
+        finalize(args.search, args.topk, setup, args.out, recipe, args.resume, args.ray_address, rungs)
 
 
 @command("tune")
@@ -72,6 +75,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--search", required=True, help="an evolve run folder")
     p.add_argument("--topk", type=int, default=5, help="distinct architectures retrained")
     p.add_argument("--recipe", help="recipe.yaml from psvit-nas tune (default: the train defaults)")
+    p.add_argument("--rungs", type=int, nargs="+", metavar="E", help="complete-schedule successive halving "
+                   "instead of ASHA: retrain every architecture from scratch for E epochs (a schedule that "
+                   "anneals to its end), keep the better half, and so on up to --epochs, e.g. --rungs 8 15")
     _add_trial_args(p)
     p = sub.add_parser("tune", help="search an architecture's retraining recipe (Ray Tune, ASHA)")
     p.add_argument("--arch", required=True, help="architecture spec (best.yaml or final.yaml)")

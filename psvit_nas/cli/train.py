@@ -28,15 +28,17 @@ def _train_config(args: argparse.Namespace, space: SearchSpace):
     return train_config(space, {**vars(args), "workers": loader_workers(args), "flops_range": flops_range})
 
 
-def _fit(args: argparse.Namespace, model, space: SearchSpace, arch: Arch | None, holdout: int | None) -> None:
-    """Train with the shared loop; `holdout` training images are kept out for the search (None: 10 %, <= 10k)."""
+def _fit(args: argparse.Namespace, model, space: SearchSpace, arch: Arch | None, holdout: int | None,
+         monitor: str = "val") -> None:
+    """Train with the shared loop; `holdout` training images are kept out for the search (None: 10 %, <= 10k),
+    each epoch scored on `monitor` ("val": the validation split, "search": the held-out images)."""
     from ..io import run_folder
     from ..train import fit_on
 
     cfg = _train_config(args, space)
     with run_folder(args.out, args.resume, args.force):
         fit_on(model, space, args.data, cfg, args.out, arch=arch, holdout=holdout, data_dir=args.data_dir,
-               cache=cache_config(args), resume=args.resume, command=" ".join(sys.argv))
+               cache=cache_config(args), resume=args.resume, command=" ".join(sys.argv), monitor=monitor)
 
 
 @command("train-supernet")
@@ -51,7 +53,7 @@ def cmd_train_supernet(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     model = Supernet(space, args.drop_path)
     model.set_grad_checkpointing(args.grad_checkpointing)
-    _fit(args, model, space, None, args.search_holdout)
+    _fit(args, model, space, None, args.search_holdout, args.monitor)
 
 
 @command("train")
@@ -140,6 +142,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--search-holdout", type=int, default=None, help="training images held out for the search's "
                    "fitness (default: 10%%, at most 10,000)")
     p.add_argument("--val-archs", type=int, default=3, help="fixed paths whose mean accuracy is reported")
+    p.add_argument("--monitor", choices=("search", "val"), default="search", help="where those paths are scored "
+                   "each epoch: search (default), the held-out training images, so that nothing on the way to "
+                   "the searched model reads the validation images; val, the validation split")
     p.add_argument("--sampler", choices=SAMPLERS, default="uniform",
                    help="paths per optimizer step: uniform (SPOS, one path), fair (FairNAS: every choice of every "
                    "cell once), sandwich (largest, smallest and --sandwich-k random paths, in-place distillation), "

@@ -13,7 +13,7 @@ class TrainConfig:
     lr_batch: int | None = None       # lr is per this many images of global batch (DeiT: 512); None: as given
     min_lr: float = 1e-5
     weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
+    warmup_epochs: float = 1.0       # at most half the schedule, so that a short one still anneals
     clip_grad: float | None = 5.0
     ema: float | None = None
     amp: str = "auto"                 # auto: bf16 autocast on CUDA only

@@ -83,19 +83,25 @@ def fit(model: nn.Module, space: SearchSpace, train_set: Dataset, val_set: Datas
 
 def fit_on(model: nn.Module, space: SearchSpace, data: str, cfg: TrainConfig, out: str | Path,
            arch: Arch | None = None, holdout: int | None = 0, data_dir: str = "data", cache: CacheConfig | None = None,
-           resume: bool = False, command: str = "", on_epoch: OnEpoch | None = None) -> dict[str, Any]:
+           resume: bool = False, command: str = "", on_epoch: OnEpoch | None = None,
+           monitor: str = "val") -> dict[str, Any]:
     """`fit` on a dataset by name (`data.load_images`): its training images less `holdout` kept out for the
-    search (None: 10 %, at most 10,000), scored on its validation split. Seeds torch with `cfg.seed` first."""
+    search (None: 10 %, at most 10,000), scored on its validation split, or with `monitor="search"` on the
+    held-out training images (a supernet for the search then never reads the validation images).
+    Seeds torch with `cfg.seed` first."""
     Dist.from_env()  # join the process group first: rank 0 builds the image cache, the others wait
-    train_set = load_images(data, "train", space, data_dir, cache)
-    val_set = load_images(data, "val", space, data_dir, cache)
+    images = load_images(data, "train", space, data_dir, cache)
     if holdout is None:
-        holdout = min(len(train_set) // 10, 10_000)
-    keep, held = holdout_split(len(train_set), holdout)
-    if held:
-        train_set = Subset(train_set, keep)
+        holdout = min(len(images) // 10, 10_000)
+    keep, held = holdout_split(len(images), holdout)
+    if monitor == "search" and not held:
+        raise ConfigError(None, "--search-holdout", "--monitor search scores on the held-out training images: "
+                          "expected a positive number of them, got 0")
+    train_set = Subset(images, keep) if held else images
+    val_set = Subset(images, held) if monitor == "search" else load_images(data, "val", space, data_dir, cache)
     run_config = {"command": command, "data": data, "data_dir": data_dir, "num_classes": num_classes(val_set),
-                  "search_holdout": holdout, "train_images": len(train_set), "val_images": len(val_set)}
+                  "search_holdout": holdout, "train_images": len(train_set), "monitor": monitor,
+                  "val_images": len(val_set)}
     torch.manual_seed(cfg.seed)
     return fit(model, space, train_set, val_set, cfg, out, arch=arch, resume=resume, run_config=run_config,
                on_epoch=on_epoch)
@@ -144,9 +150,10 @@ class _Run:
     def _optimizer(self) -> None:
         cfg, model = self.cfg, self.model
         total, lr = self.steps_per_epoch * cfg.epochs, cfg.scaled_lr(self.env.world)
+        warmup = min(int(cfg.warmup_epochs * self.steps_per_epoch), total // 2)  # a short schedule still anneals
         self.optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_cosine(total, int(cfg.warmup_epochs * self.steps_per_epoch), cfg.min_lr / lr))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                           warmup_cosine(total, warmup, cfg.min_lr / lr))
         self.ema = torch.optim.swa_utils.AveragedModel(
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True) \
             if cfg.ema else None
