@@ -157,3 +157,23 @@ def test_bad_rankers_are_one_line_and_exit_2(tmp_path, supernet, capsys, extra, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err
     assert not out.exists()
+
+
+def test_size_debiased_fitness_takes_out_the_supernets_trend_with_macs():
+    from psvit_nas.rankers.debiased import SizeTrend, reference_paths, size_trend
+
+    space = SearchSpace.from_yaml(SPACES / "tiny_imagenet.yaml")
+    paths = reference_paths(space)
+    assert len(set(paths)) == len(paths) == 24 and paths == reference_paths(space)  # fixed, distinct
+    macs = [space.cost_table.macs(a) for a in paths]
+    sized = [30 + 4 * math.log(m) for m in macs]  # a supernet whose fitness is its size and nothing else
+    trend = size_trend(space, paths, sized)
+    flat = [trend(m, f) for m, f in zip(macs, sized)]
+    assert trend.slope == pytest.approx(4) and max(flat) - min(flat) == pytest.approx(0, abs=1e-9)
+    skill = [i % 3 for i in range(len(paths))]  # what a supernet knows beyond size stays, size goes
+    fitness = [f + k for f, k in zip(sized, skill)]
+    trend = size_trend(space, paths, fitness)
+    debiased = [trend(m, f) for m, f in zip(macs, fitness)]
+    assert abs(np.corrcoef(np.log(macs), debiased)[0, 1]) < 1e-9
+    assert trend.undo(macs[0], debiased[0]) == pytest.approx(fitness[0])
+    assert SizeTrend.fit([1e6, 1e6, 1e6], [10, 20, 30]).slope == 0.0  # no spread of sizes: nothing to take out

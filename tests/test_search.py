@@ -7,6 +7,7 @@ import torch
 from conftest import SPACES
 from psvit_nas import ArchSpec, SearchSpace
 from psvit_nas.cli import main
+from psvit_nas.rankers.debiased import SizeTrend
 from psvit_nas.rankers import Evaluator, FitnessSet
 from psvit_nas.search import Search, SearchConfig, evolve
 from psvit_nas.train import load_supernet
@@ -140,7 +141,9 @@ def test_export_reproduces_the_search_fitness(tmp_path, supernet, capsys):
     assert main(["eval", "--arch", str(out / "best.yaml"), "--weights", str(tmp_path / "model.pt"),
                  "--split", "search", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["images"] == 120 and result["top1"] == pytest.approx(best.metrics["fitness"])
+    assert result["images"] == 120 and result["top1"] == pytest.approx(best.metrics["supernet_top1"])
+    trend = SizeTrend(**best.metrics["size_trend"])  # the default ranker took the supernet's size trend out
+    assert best.metrics["fitness"] == pytest.approx(trend(best.metrics["macs"], result["top1"]))
 
 
 def test_search_bad_inputs(tmp_path, supernet, capsys):

@@ -63,8 +63,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--search-val-size", type=int, default=None,
                    help="held-out training images scoring each candidate (default: all the supernet held out)")
     add_bn_batches_arg(p)
-    p.add_argument("--fitness", default="supernet", metavar="RANKER",
-                   help="what scores candidates: supernet (top-1 with inherited weights, the default), synflow, "
+    p.add_argument("--fitness", default="debiased", metavar="RANKER",
+                   help="what scores candidates: debiased (the default: top-1 with inherited weights less the "
+                   "supernet's own trend with MACs, measured on reference paths), supernet (that top-1 as it is), "
+                   "synflow, "
                    "naswot, grad_norm, snip, dss (training-free proxies), finetune (a few steps from inherited "
                    "weights), calibrated (a regression fitted on --records), fewshot (sub-supernets of --fewshot); "
                    "see docs/rankers.md")

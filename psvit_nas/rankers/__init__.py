@@ -1,6 +1,8 @@
 """Rankers: what scores a search's candidates, higher meaning better; one callable per ranker (arch -> score).
 
 - `supernet`: top-1 with inherited weights on the fitness images (`fitness.Evaluator`).
+- `debiased` (the default): that top-1 less the supernet's own trend with MACs (`debiased`); `make_ranker`
+  gives the supernet's top-1, and the search takes the trend out, fitted on reference paths it scores first.
 - a training-free proxy (`proxies.PROXIES`) of the architecture at a seeded initialisation, on one fitness batch.
 - `finetune`: a few SGD steps from the inherited weights (`finetune`).
 - `calibrated`: predicted retrained accuracy from cheap features, fitted on a study's records (`calibrated`).
@@ -18,7 +20,7 @@ from .finetune import FINETUNE_STEPS, FinetuneRanker
 from .fitness import Batches, Evaluator, FitnessSet, fitness_set_for, inherited_model
 from .proxies import PROXIES, ProxyRanker
 
-RANKERS = ("supernet", *PROXIES, "finetune", "calibrated", "fewshot")
+RANKERS = ("supernet", "debiased", *PROXIES, "finetune", "calibrated", "fewshot")
 
 
 def make_ranker(name: str, evaluator: Evaluator, train: Callable[[], Batches], records: str | None = None,
@@ -40,7 +42,7 @@ def make_ranker(name: str, evaluator: Evaluator, train: Callable[[], Batches], r
         return CalibratedRanker(evaluator, space, retrained(records, space))
     if records:
         raise ConfigError(None, "--records", f"only --fitness calibrated reads records, not {name}")
-    if name == "supernet":
+    if name in ("supernet", "debiased"):
         return evaluator
     if name == "finetune":
         batches = train()

@@ -24,13 +24,14 @@ from .cache import FitnessCache
 from .evolution import Search, SearchConfig
 from ..rankers.fitness import Evaluator, FitnessSet, file_digest
 from ..rankers import FINETUNE_STEPS, make_ranker
+from ..rankers.debiased import SizeTrend, reference_paths, size_trend
 from .report import plot_pareto, plot_progress, summary
 
 
 def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str | Path, backend: str = "local",
            ray_address: str | None = None, workers: int | None = None, resume: bool = False,
            on_generation: Callable[[int], None] | None = None, cache: CacheConfig | None = None,
-           latency: LatencyTable | None = None, ranker: str = "supernet", records: str | None = None,
+           latency: LatencyTable | None = None, ranker: str = "debiased", records: str | None = None,
            finetune_steps: int = FINETUNE_STEPS, fewshot: str | None = None) -> Search:
     """Search the supernet in `supernet_path` under `cfg`'s budgets (MACs, and latency predicted by `latency`),
     scoring candidates with `ranker` (`rankers.RANKERS`); write best.yaml, history and plots to `out`."""
@@ -42,16 +43,17 @@ def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str 
     scorer = make_ranker(ranker, Evaluator(net, batches, calib), lambda: calib, records, finetune_steps, fewshot)
     cache = FitnessCache(out / "cache.jsonl", _cache_key(supernet_path, fitness, ranker, records, fewshot))
     runner = LocalBackend(scorer) if backend == "local" else RayBackend(net, batches, calib, ray_address, workers)
+    trend = _size_trend(space, runner) if ranker == "debiased" else None
     atomic_write_text(out / "config.yaml", yaml.safe_dump(
         {"command": " ".join(sys.argv), "supernet": str(supernet_path), "backend": backend, "fitness": ranker,
          "records": records, "fewshot": fewshot, "search": asdict(cfg),
          "latency_table": latency.source if latency else None, "fitness_set": fitness.to_dict(),
-         "space": space.to_dict()}, sort_keys=False))
+         "size_trend": asdict(trend) if trend else None, "space": space.to_dict()}, sort_keys=False))
     bar = tqdm(total=cfg.evaluations, desc=f"{cfg.strategy} (evaluations)", disable=not sys.stderr.isatty(),
                dynamic_ncols=True)
 
     def on_result(arch: Arch, value: float) -> None:
-        cache.record(arch, value)
+        cache.record(arch, trend(space.cost_table.macs(arch), value) if trend else value)
         bar.update(1)
 
     evaluation_s = 0.0
@@ -78,7 +80,7 @@ def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str 
         bar.close()
         runner.close()
     search.timing = {"search_s": time.perf_counter() - start, "evaluation_s": evaluation_s}
-    _write_results(search, net, fitness, supernet_path, out, ranker)
+    _write_results(search, net, fitness, supernet_path, out, ranker, trend)
     return search
 
 
@@ -89,8 +91,17 @@ def _check(space: SearchSpace, cfg: SearchConfig, latency: LatencyTable | None, 
         latency.check_space(space, supernet_path)
     limits = [latency.limit(cfg.max_latency_ms)] if latency and cfg.max_latency_ms is not None else []
     space.check_budget(cfg.max_macs, cfg.min_macs, source=supernet_path, limits=limits)
-    if backend == "ray" and ranker != "supernet":
+    if backend == "ray" and ranker not in ("supernet", "debiased"):
         raise ConfigError(None, "--backend", f"--fitness {ranker} scores in this process; use --backend local")
+
+
+def _size_trend(space: SearchSpace, runner: LocalBackend | RayBackend) -> SizeTrend:
+    """The supernet's fitness against MACs on reference paths, scored first (`rankers.debiased`)."""
+    paths = reference_paths(space)
+    trend = size_trend(space, paths, runner.map(paths))
+    print(f"size trend of the supernet's fitness over {len(paths)} reference paths: {trend.slope:+.2f} points per "
+          "e-fold of MACs, taken out of every candidate's fitness (--fitness supernet keeps it)")
+    return trend
 
 
 def _cache_key(supernet_path: str, fitness: FitnessSet, ranker: str, records: str | None,
@@ -103,18 +114,20 @@ def _cache_key(supernet_path: str, fitness: FitnessSet, ranker: str, records: st
 
 
 def _write_results(search: Search, net: Supernet, fitness: FitnessSet, supernet_path: str, out: Path,
-                   ranker: str) -> None:
+                   ranker: str, trend: SizeTrend | None) -> None:
     cfg, best, front = search.cfg, search.best, search.pareto_front()
     cost = search.table(Arch.parse(best.arch))
     budget = {"max_macs": cfg.max_macs, "min_macs": cfg.min_macs}
-    latency = {}
+    extra = {}
     if search.latency:
         table = search.latency
         budget["max_latency_ms"] = cfg.max_latency_ms
-        latency = {"latency_ms": best.latency_ms, "latency_table": {
+        extra = {"latency_ms": best.latency_ms, "latency_table": {
             "path": table.source, "device": table.device, "batch_size": table.batch_size, "threads": table.threads,
             "measured": table.environment.get("measured")}}
-    spec = net.space.spec(Arch.parse(best.arch), fitness=best.fitness, macs=cost.macs, params=cost.params, **latency,
+    if trend:  # the supernet's own top-1 too, as eval --split search reads it
+        extra.update(supernet_top1=trend.undo(cost.macs, best.fitness), size_trend=asdict(trend))
+    spec = net.space.spec(Arch.parse(best.arch), fitness=best.fitness, macs=cost.macs, params=cost.params, **extra,
                           budget=budget, strategy=cfg.strategy, ranker=ranker, supernet=str(supernet_path),
                           fitness_set=fitness.to_dict(), command=" ".join(sys.argv))
     spec.to_yaml(out / "best.yaml")

@@ -11,7 +11,7 @@ class TrainConfig:
     batch_size: int = 64              # per process
     lr: float = 1e-3
     lr_batch: int | None = None       # lr is per this many images of global batch (DeiT: 512); None: as given
-    min_lr: float = 1e-5
+    min_lr: float = 1e-5             # the cosine's floor; never above the peak learning rate
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0       # at most half the schedule, so that a short one still anneals
     clip_grad: float | None = 5.0

@@ -153,7 +153,7 @@ class _Run:
         warmup = min(int(cfg.warmup_epochs * self.steps_per_epoch), total // 2)  # a short schedule still anneals
         self.optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
-                                                           warmup_cosine(total, warmup, cfg.min_lr / lr))
+                                                           warmup_cosine(total, warmup, min(1.0, cfg.min_lr / lr)))
         self.ema = torch.optim.swa_utils.AveragedModel(
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True) \
             if cfg.ema else None
