@@ -27,7 +27,10 @@ class Trunk(nn.Module):
             Pool1d(widths[i], widths[i + 1]) if space.pooling == "1d" else Pool2d(widths[i], widths[i + 1], shapes[i])
             for i in range(len(widths) - 1))
         self.norm = layer_norm(widths[-1])
-        self.head = nn.Linear(widths[-1], space.num_classes)
+        self.num_classes, self.num_features = space.num_classes, widths[-1]
+        self.head_hidden_size = self.num_features  # timm's name for the width the head reads (no pre-logits layer)
+        self.global_pool = "token" if space.has_cls else "avg"
+        self.head: nn.Module = nn.Linear(widths[-1], space.num_classes)
         self.apply(init_weights)
 
     def _cell_args(self, stage: int, index: int) -> tuple:
@@ -58,19 +61,34 @@ class Trunk(nn.Module):
         gradients)."""
         self.grad_checkpointing = enable
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new, freshly initialised head for `num_classes` (fine-tuning on another dataset)."""
-        self.head = nn.Linear(self.head.in_features, num_classes)
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new, freshly initialised head for `num_classes` (fine-tuning on another dataset); 0: no head, the
+        model returns pooled features of width `num_features`, as timm's models do. `global_pool`: 'token' (CLS
+        models), 'avg' or '' (no pooling: `forward_head` returns the tokens)."""
+        if global_pool is not None:
+            if global_pool not in ("", "avg", "token") or (global_pool == "token" and not self.space.has_cls):
+                raise ValueError(f"global_pool {global_pool!r}: expected 'avg', '' or, with a CLS token, 'token'")
+            self.global_pool = global_pool
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         init_weights(self.head)
         self.space = replace(self.space, num_classes=num_classes)
 
-    def forward_head(self, x: Tensor) -> Tensor:
-        """Classify from the CLS token (1-D pooling) or the mean token (2-D pooling)."""
-        return self.head(x[:, 0] if self.space.has_cls else x.mean(dim=1))
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Pool the tokens (the CLS token, or their mean) and classify; `pre_logits`: the pooled features."""
+        if self.global_pool == "token":
+            x = x[:, 0]
+        elif self.global_pool == "avg":
+            x = x.mean(dim=1)
+        return x if pre_logits else self.head(x)
 
 
 class PSViT(Trunk):
-    """A PSViT model for one architecture (timm style: `forward_features`, `forward_head`)."""
+    """A PSViT model for one architecture, with timm's head contract (`forward_features`, `forward_head`,
+    `reset_classifier`, `num_features`, `global_pool`)."""
 
     def __init__(self, spec: ArchSpec, drop_path_rate: float = 0.0) -> None:
         super().__init__(spec.space, drop_path_rate)
@@ -85,8 +103,8 @@ class PSViT(Trunk):
         """A freshly initialised model for `spec`."""
         return cls(spec, drop_path_rate)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        super().reset_classifier(num_classes)
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        super().reset_classifier(num_classes, global_pool)
         self.spec = ArchSpec(self.space, self.spec.arch, dict(self.spec.metrics))
 
     def forward_features(self, x: Tensor, maps: list[Tensor] | None = None) -> Tensor:
