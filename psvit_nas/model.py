@@ -27,8 +27,6 @@ class Trunk(nn.Module):
             Pool1d(widths[i], widths[i + 1]) if space.pooling == "1d" else Pool2d(widths[i], widths[i + 1], shapes[i])
             for i in range(len(widths) - 1))
         self.norm = layer_norm(widths[-1])
-        self.num_classes, self.num_features = space.num_classes, widths[-1]
-        self.head_hidden_size = self.num_features  # timm's name for the width the head reads (no pre-logits layer)
         self.global_pool = "token" if space.has_cls else "avg"
         self.head: nn.Module = nn.Linear(widths[-1], space.num_classes)
         self.apply(init_weights)
@@ -61,6 +59,20 @@ class Trunk(nn.Module):
         gradients)."""
         self.grad_checkpointing = enable
 
+    @property
+    def num_classes(self) -> int:
+        return self.space.num_classes
+
+    @property
+    def num_features(self) -> int:
+        """The width of the pooled features the head reads."""
+        return self.space.stages[-1].width
+
+    @property
+    def head_hidden_size(self) -> int:
+        """timm's name for the head's input width; there is no pre-logits layer, so `num_features`."""
+        return self.num_features
+
     def get_classifier(self) -> nn.Module:
         return self.head
 
@@ -72,7 +84,6 @@ class Trunk(nn.Module):
             if global_pool not in ("", "avg", "token") or (global_pool == "token" and not self.space.has_cls):
                 raise ValueError(f"global_pool {global_pool!r}: expected 'avg', '' or, with a CLS token, 'token'")
             self.global_pool = global_pool
-        self.num_classes = num_classes
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         init_weights(self.head)
         self.space = replace(self.space, num_classes=num_classes)

@@ -21,6 +21,7 @@ from .fitness import Batches, Evaluator, FitnessSet, fitness_set_for, inherited_
 from .proxies import PROXIES, ProxyRanker
 
 RANKERS = ("supernet", "debiased", *PROXIES, "finetune", "calibrated", "fewshot")
+SUPERNET_RANKERS = ("supernet", "debiased")  # score with the supernet's inherited weights alone (Ray can too)
 
 
 def make_ranker(name: str, evaluator: Evaluator, train: Callable[[], Batches], records: str | None = None,
@@ -42,7 +43,7 @@ def make_ranker(name: str, evaluator: Evaluator, train: Callable[[], Batches], r
         return CalibratedRanker(evaluator, space, retrained(records, space))
     if records:
         raise ConfigError(None, "--records", f"only --fitness calibrated reads records, not {name}")
-    if name in ("supernet", "debiased"):
+    if name in SUPERNET_RANKERS:
         return evaluator
     if name == "finetune":
         batches = train()
@@ -55,5 +56,5 @@ def make_ranker(name: str, evaluator: Evaluator, train: Callable[[], Batches], r
     return ProxyRanker(space, name, next(iter(evaluator.batches)))
 
 
-__all__ = ["FINETUNE_STEPS", "PROXIES", "RANKERS", "CalibratedRanker", "Evaluator", "FewShotRanker", "FinetuneRanker",
-           "FitnessSet", "ProxyRanker", "fitness_set_for", "inherited_model", "make_ranker"]
+__all__ = ["FINETUNE_STEPS", "PROXIES", "RANKERS", "SUPERNET_RANKERS", "CalibratedRanker", "Evaluator",
+           "FewShotRanker", "FinetuneRanker", "FitnessSet", "ProxyRanker", "fitness_set_for", "inherited_model", "make_ranker"]

@@ -23,7 +23,7 @@ from .backends import LocalBackend, RayBackend
 from .cache import FitnessCache
 from .evolution import Search, SearchConfig
 from ..rankers.fitness import Evaluator, FitnessSet, file_digest
-from ..rankers import FINETUNE_STEPS, make_ranker
+from ..rankers import FINETUNE_STEPS, SUPERNET_RANKERS, make_ranker
 from ..rankers.debiased import SizeTrend, reference_paths, size_trend
 from .report import plot_pareto, plot_progress, summary
 
@@ -91,7 +91,7 @@ def _check(space: SearchSpace, cfg: SearchConfig, latency: LatencyTable | None, 
         latency.check_space(space, supernet_path)
     limits = [latency.limit(cfg.max_latency_ms)] if latency and cfg.max_latency_ms is not None else []
     space.check_budget(cfg.max_macs, cfg.min_macs, source=supernet_path, limits=limits)
-    if backend == "ray" and ranker not in ("supernet", "debiased"):
+    if backend == "ray" and ranker not in SUPERNET_RANKERS:
         raise ConfigError(None, "--backend", f"--fitness {ranker} scores in this process; use --backend local")
 
 

@@ -305,7 +305,8 @@ class _Run:
         if self.writer is not None:
             for key in ("train_loss", "lr", "images_per_s", "val_top1", "val_top5", "val_loss"):
                 self.writer.add_scalar(key, last[key], last["step"])
-        print(f"epoch {epoch + 1}/{cfg.epochs}: loss {last['train_loss']:.4f}  val top-1 {last['val_top1']:.2f}%  "
+        scored_on = "held-out top-1" if self.run_config.get("monitor") == "search" else "val top-1"
+        print(f"epoch {epoch + 1}/{cfg.epochs}: loss {last['train_loss']:.4f}  {scored_on} {last['val_top1']:.2f}%  "
               f"top-5 {last['val_top5']:.2f}%  {last['images_per_s']:.0f} img/s", flush=True)
         if on_epoch is not None:
             on_epoch(last)
