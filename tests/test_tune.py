@@ -14,6 +14,8 @@ import yaml
 from conftest import SPACES
 from psvit_nas import ArchSpec
 from psvit_nas.cli import main
+from psvit_nas.errors import ConfigError
+from psvit_nas.tune import top_archs
 
 
 def _read_trials(path):
@@ -108,6 +110,23 @@ def test_search_pipeline_never_reads_the_validation_split(tmp_path, tiny_imagene
     assert train["weight_decay"] == 0.123                                  # given explicitly: wins
 
 
+def test_finalize_flops_takes_the_fittest_within_the_budget(digits_search):
+    """One multi-objective search feeds a finalize per budget: the top-k of those within it, fittest first."""
+    history = [json.loads(line) for line in (digits_search / "history.jsonl").read_text().splitlines()]
+    fittest = {}
+    for r in sorted(history, key=lambda r: r["fitness"]):
+        fittest[r["arch"]] = r
+    budget = sorted(r["macs"] for r in fittest.values())[len(fittest) // 2]
+    within = sorted((r for r in fittest.values() if r["macs"] <= budget), key=lambda r: (-r["fitness"], r["macs"]))
+    _, best = top_archs(digits_search, 2, max_macs=budget)
+    assert [r["arch"] for r in best] == [r["arch"] for r in within[:2]]
+    assert all(r["macs"] <= budget for r in best) and len(within) < len(fittest)
+    with pytest.raises(ConfigError, match="--flops: no architecture the search evaluated fits"):
+        top_archs(digits_search, 1, max_macs=min(r["macs"] for r in history) - 1)
+    with pytest.raises(ConfigError, match="within --flops"):
+        top_archs(digits_search, len(within) + 1, max_macs=budget)
+
+
 @pytest.mark.slow
 def test_bad_input_one_line_exit_2(tmp_path, digits_search, capsys, shared_ray):
     (tmp_path / "empty").mkdir()
@@ -119,6 +138,10 @@ def test_bad_input_one_line_exit_2(tmp_path, digits_search, capsys, shared_ray):
          "--topk: expected 1.."),
         (["finalize", "--search", str(digits_search), "--recipe", str(bad_recipe), "--out", str(tmp_path / "f3")],
          "recipe.yaml: recipe.momentum: unknown field"),
+        (["finalize", "--search", str(digits_search), "--flops", "1K", "--out", str(tmp_path / "f7")],
+         "history.jsonl: --flops: no architecture the search evaluated fits"),
+        (["finalize", "--search", str(digits_search), "--flops", "lots", "--out", str(tmp_path / "f8")],
+         "--flops: cannot parse budget"),
         (["finalize", "--search", str(digits_search), "--epochs", "0", "--out", str(tmp_path / "f4")],
          "--epochs: expected a positive number of epochs"),
         (["finalize", "--search", str(digits_search), "--epochs", "4", "--rungs", "2", "4", "--out",
@@ -130,7 +153,7 @@ def test_bad_input_one_line_exit_2(tmp_path, digits_search, capsys, shared_ray):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
-    assert not any((tmp_path / f).exists() for f in ("f1", "f2", "f3", "f4", "f6", "t"))
+    assert not any((tmp_path / f).exists() for f in ("f1", "f2", "f3", "f4", "f6", "f7", "f8", "t"))
     # trials that raise (here: a batch larger than the training set) end in one line, exit 1, resumable
     huge = tmp_path / "huge.yaml"
     huge.write_text("recipe: {batch_size: 100000}\n")

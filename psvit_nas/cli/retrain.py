@@ -5,7 +5,7 @@ import argparse
 
 from ..errors import ConfigError
 from ..io import run_folder
-from ..space import ArchSpec
+from ..space import ArchSpec, parse_budget
 from .common import add_cache_args, add_run_folder_args, cache_config, check_numbers, command
 
 
@@ -32,8 +32,9 @@ def cmd_finalize(args: argparse.Namespace) -> None:
     setup = _setup(args)
     rungs = tuple(args.rungs or ())
     check_rungs(rungs, args.epochs)
+    max_macs = parse_budget(args.flops, field_name="--flops") if args.flops else None
     with run_folder(args.out, args.resume, args.force):
-        finalize(args.search, args.topk, setup, args.out, recipe, args.resume, args.ray_address, rungs)
+        finalize(args.search, args.topk, setup, args.out, recipe, args.resume, args.ray_address, rungs, max_macs)
 
 
 @command("tune")
@@ -74,6 +75,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finalize", help="retrain the search's top-k briefly (Ray Tune, ASHA) and keep the best")
     p.add_argument("--search", required=True, help="an evolve run folder")
     p.add_argument("--topk", type=int, default=5, help="distinct architectures retrained")
+    p.add_argument("--flops", help="MACs budget, e.g. 8M: the top-k of the search's architectures within it "
+                   "(one evolve --strategy nsga2 then feeds a finalize per budget)")
     p.add_argument("--recipe", help="recipe.yaml from psvit-nas tune (default: the train defaults)")
     p.add_argument("--rungs", type=int, nargs="+", metavar="E", help="complete-schedule successive halving "
                    "instead of ASHA: retrain every architecture from scratch for E epochs (a schedule that "

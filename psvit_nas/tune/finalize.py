@@ -22,8 +22,9 @@ from ..space import Arch, ArchSpec, SearchSpace, format_macs
 from .trials import TrialSetup, plot_curves, run_experiment, write_table
 
 
-def top_archs(search: str | Path, k: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The search folder's config and its `k` fittest distinct architectures (history records, best first)."""
+def top_archs(search: str | Path, k: int, max_macs: float | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The search folder's config and its `k` fittest distinct architectures (history records, best first),
+    of those within `max_macs` when given: one multi-objective search then feeds a finalize per budget."""
     search = Path(search)
     history, config = search / "history.jsonl", search / "config.yaml"
     if not history.is_file() or not config.is_file() or not history.read_text().strip():
@@ -34,9 +35,14 @@ def top_archs(search: str | Path, k: int) -> tuple[dict[str, Any], list[dict[str
         r = json.loads(line)
         if r["arch"] not in records or r["fitness"] > records[r["arch"]]["fitness"]:
             records[r["arch"]] = r
+    if max_macs is not None:
+        records = {a: r for a, r in records.items() if r["macs"] <= max_macs}
+        if not records:
+            raise ConfigError(str(history), "--flops", f"no architecture the search evaluated fits "
+                              f"{format_macs(max_macs)} MACs")
     if not 0 < k <= len(records):
         raise ConfigError(None, "--topk", f"expected 1..{len(records)}, the distinct architectures the search in "
-                          f"{search} evaluated; got {k}")
+                          f"{search} evaluated{' within --flops' if max_macs is not None else ''}; got {k}")
     best = sorted(records.values(), key=lambda r: (-r["fitness"], r["macs"]))[:k]
     return yaml.safe_load(config.read_text()), best
 
@@ -72,13 +78,13 @@ def successive_halving(specs: list[dict[str, Any]], recipe: dict[str, Any], setu
 
 def finalize(search: str | Path, topk: int, setup_args: dict[str, Any], out: str | Path,
              recipe: dict[str, Any] | None = None, resume: bool = False, ray_address: str | None = None,
-             rungs: tuple[int, ...] = ()) -> ArchSpec:
+             rungs: tuple[int, ...] = (), max_macs: float | None = None) -> ArchSpec:
     """Retrain the top-k as Ray Tune trials, under ASHA or (`rungs`) complete-schedule successive halving,
-    scored on the search's held-out training images; write final.yaml (the winner, its scores and the
+    scored on the search's held-out training images (the top-k within `max_macs` when given); write final.yaml (the winner, its scores and the
     comparison), trials.csv and learning_curves.png."""
     from ray import tune
 
-    config, best = top_archs(search, topk)
+    config, best = top_archs(search, topk, max_macs)
     space = SearchSpace.from_dict(config["space"], source=str(Path(search) / "config.yaml"))
     specs = [space.spec(Arch.parse(r["arch"]), search_rank=i, search_fitness=r["fitness"], macs=r["macs"],
                         params=r["params"]).to_dict() for i, r in enumerate(best, 1)]
