@@ -19,11 +19,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .io import atomic_write_text, pyplot, save_figure
 from .model import PSViT
-from .nn import ReAttentionMaps
+from .nn import Attention, LSLAttention, ReAttentionMaps, SharedAttention, explicit_attention
+
+ATTENTIONS = (Attention, SharedAttention, LSLAttention)  # ReAttention is an Attention
 
 
 def layer_labels(model: PSViT) -> list[str]:
@@ -39,10 +41,18 @@ def layer_labels(model: PSViT) -> list[str]:
 
 
 @torch.no_grad()
-def attention_maps(model: PSViT, images: Tensor) -> list[Tensor | ReAttentionMaps]:
-    """Every layer's (batch, heads, N, N) attention map on `images`, in forward order (Re-Attention: both maps)."""
+def attention_maps(model: nn.Module, images: Tensor) -> list[Tensor | ReAttentionMaps]:
+    """Every layer's (batch, heads, N, N) attention map of `model` (a PSViT, a cell) on `images`, in forward
+    order (Re-Attention: both maps), collected from the attention modules' outputs."""
     maps: list[Tensor | ReAttentionMaps] = []
-    model.eval().forward_features(images, maps)
+    hooks = [m.register_forward_hook(lambda _m, _in, out: maps.append(out[1])) for m in model.modules()
+             if isinstance(m, ATTENTIONS)]
+    try:
+        with explicit_attention():  # every attention materialises its map
+            model.eval()(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
     return maps
 
 

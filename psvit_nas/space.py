@@ -21,7 +21,8 @@ from .io import atomic_write_text
 
 CHOICES = ("layer", "share", "identity", "reattn", "lsla")
 POOLINGS = ("1d", "2d")
-_SPACE_KEYS = {"name", "image_size", "in_chans", "num_classes", "patch_size", "pooling", "choices", "stages"}
+_SPACE_KEYS = {"name", "image_size", "in_chans", "num_classes", "patch_size", "pooling", "choices", "stages",
+               "reattn_transform_scale", "scale_adjustment"}
 _STAGE_KEYS = {"width", "heads", "mlp_ratio", "cells", "choices"}
 
 
@@ -39,6 +40,17 @@ def parse_budget(text: str | float | int, source: str | None = None, field_name:
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(source, field_name, f"budget must be a positive number of MACs, got {text!r}")
     return value
+
+
+def _deepvit_options(data: Mapping[str, Any], source: str | None) -> dict[str, Any]:
+    """The optional DeepViT fields of a space mapping, checked."""
+    transform = data.get("reattn_transform_scale", False)
+    if not isinstance(transform, bool):
+        raise ConfigError(source, "reattn_transform_scale", f"expected true or false, got {transform!r}")
+    ratio = data.get("scale_adjustment", 1.0)
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio < math.inf:
+        raise ConfigError(source, "scale_adjustment", f"expected a positive number, got {ratio!r}")
+    return {"reattn_transform_scale": transform, "scale_adjustment": float(ratio)}
 
 
 def format_macs(macs: float) -> str:
@@ -115,6 +127,8 @@ class SearchSpace:
     patch_size: int
     pooling: str
     stages: tuple[StageConfig, ...]
+    reattn_transform_scale: bool = False  # DeepViT's published models: the re-attention map * head_dim^-0.5
+    scale_adjustment: float = 1.0         # DeepViT's: residual branches read x * r and add their output / r
     source: str | None = field(default=None, compare=False, hash=False)
 
     # ----- loading and validation -------------------------------------------------
@@ -165,7 +179,7 @@ class SearchSpace:
             name=str(data.get("name") or (Path(source).stem if source else "space")),
             image_size=image_size, in_chans=_positive_int(data, "in_chans", source),
             num_classes=_positive_int(data, "num_classes", source), patch_size=patch_size,
-            pooling=pooling, stages=tuple(stages), source=source)
+            pooling=pooling, stages=tuple(stages), source=source, **_deepvit_options(data, source))
         if len(space.stages) > 1 and min(math.prod(s) for s in space.token_shapes) < 1:
             raise ConfigError(source, "stages", "too many pooling steps for the token grid")
         return space
@@ -176,7 +190,8 @@ class SearchSpace:
             "num_classes": self.num_classes, "patch_size": self.patch_size, "pooling": self.pooling,
             "stages": [{"width": s.width, "heads": s.heads, "mlp_ratio": s.mlp_ratio, "cells": s.cells,
                         "choices": list(s.choices)} for s in self.stages],
-        }
+        } | {k: v for k, v in (("reattn_transform_scale", self.reattn_transform_scale),
+                                ("scale_adjustment", self.scale_adjustment)) if v != getattr(SearchSpace, k)}
 
     # ----- geometry ----------------------------------------------------------------
     @property

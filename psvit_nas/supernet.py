@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .model import PSViT, Trunk, init_weights
 from .nn import make_cell
@@ -20,10 +21,17 @@ class Supernet(Trunk):
             for s, stage in enumerate(space.stages))
         self.stages.apply(init_weights)
 
-    def forward_features(self, x: Tensor, arch: Arch, maps: list[Tensor] | None = None) -> Tensor:
+    def forward_features(self, x: Tensor, arch: Arch) -> Tensor:
+        """Tokens after the final norm, through the path `arch`."""
         self.space.validate(arch)
-        cells = [[cell[c] for cell, c in zip(stage, choices)] for stage, choices in zip(self.stages, arch.stages)]
-        return self._features(x, cells, maps)
+        checkpointed = self.grad_checkpointing and self.training and torch.is_grad_enabled()
+        x = self.stem(x)
+        for s, (stage, choices) in enumerate(zip(self.stages, arch.stages)):
+            if s:
+                x = self.pools[s - 1](x)
+            for cells, choice in zip(stage, choices):
+                x = checkpoint(cells[choice], x, use_reentrant=False) if checkpointed else cells[choice](x)
+        return self.norm(x)
 
     def forward(self, x: Tensor, arch: Arch) -> Tensor:
         return self.forward_head(self.forward_features(x, arch))

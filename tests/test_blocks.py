@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from psvit_nas.analysis import attention_maps
 from psvit_nas.nn import (Attention, LSLAttention, ReAttention, SharePair, Pool1d, Pool2d,
                           make_cell, relative_index)
 
@@ -11,8 +12,8 @@ def test_every_choice_keeps_token_shape():
     x = torch.randn(B, N, C)
     for choice in ["layer", "share", "identity", "reattn", "lsla"]:
         cell = make_cell(choice, C, H, 2.0, (4, 4), False).eval()
-        maps = []
-        assert cell(x, maps).shape == (B, N, C)
+        assert cell(x).shape == (B, N, C)
+        maps = attention_maps(cell, x)
         assert len(maps) == {"identity": 0, "share": 2}.get(choice, 1)
         assert all(m.shape == (B, H, N, N) for m in (maps[0] if choice == "reattn" else maps))
 
@@ -32,18 +33,17 @@ def test_share_pair_second_layer_has_no_qk_and_follows_the_first_map():
     names = [n for n, _ in pair.second.attn.named_parameters()]
     assert sorted(names) == ["proj.bias", "proj.weight", "v.bias", "v.weight"]
     x = torch.randn(B, N, C)
-    maps = []
-    pair(x, maps)
-    assert maps[0] is maps[1]
+    maps = attention_maps(pair, x)
+    assert len(maps) == 2 and maps[0] is maps[1]
     shared = pair.second.attn
     a1 = torch.rand(B, H, N, N).softmax(-1)
     a2 = torch.rand(B, H, N, N).softmax(-1)
     assert not torch.allclose(shared(x, a1)[0], shared(x, a2)[0])
     # Changing only the first layer's Q weights changes the map the second layer applies.
-    out_before = pair.second.run(x, attn=pair.first.run(x, return_attn=True)[1])[0]
+    out_before = pair.second(x, pair.first.attn(x, return_attn=True)[1])
     with torch.no_grad():
         pair.first.attn.qkv.weight[:C] += torch.randn(C, C)
-    out_after = pair.second.run(x, attn=pair.first.run(x, return_attn=True)[1])[0]
+    out_after = pair.second(x, pair.first.attn(x, return_attn=True)[1])
     assert not torch.allclose(out_before, out_after)
 
 

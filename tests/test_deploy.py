@@ -203,7 +203,16 @@ def test_safetensors_export_carries_its_spec_and_loads_back_without_pickle(tmp_p
     torch.save(model.state_dict(), tmp_path / "w.pt")
     assert main(["export", "--arch", str(spec_path), "--weights", str(tmp_path / "w.pt"), "--out",
                  str(tmp_path / "m.safetensors")]) == 0
-    assert "(safetensors)" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "(safetensors)" in said and "timm.create_model('psvit_nas', pretrained=True" in said
+    import timm
+
+    import psvit_nas.timm  # noqa: F401  (registers psvit_nas with timm, as the line printed says)
+    loaded = timm.create_model("psvit_nas", pretrained=True,
+                               pretrained_cfg_overlay=dict(file=str(tmp_path / "m.safetensors"))).eval()
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
     plain = load_file(tmp_path / "m.safetensors")  # any safetensors reader, no psvit-nas
     assert all(torch.equal(plain[k], v) for k, v in model.state_dict().items())
     _, spec = read_safetensors(tmp_path / "m.safetensors")

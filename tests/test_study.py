@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from conftest import ROOT, SPACES
 from psvit_nas import SearchSpace
 from psvit_nas.cli import main
 from psvit_nas.data import load_split
+from psvit_nas.errors import ConfigError
 from psvit_nas.study.data import gt_subset
 from psvit_nas.study.stats import (ALL_TIED, TOO_FEW, evaluation_share, fmt, interval, kendall, noise_ceiling,
                                    paired_difference, seeds_needed, spearman, unpack)
@@ -305,6 +307,23 @@ def test_a_named_extra_architecture_joins_every_job_of_the_window(tmp_path):
     rankers = study.ranker_jobs()  # scored like the sampled ones; only fine-tuning needs a supernet
     assert all(layers in job.archs for job in rankers)
     assert study.supernets_needed(rankers, []) == [Job("supernet", "uniform")]
+
+
+def test_without_a_window_named_extras_stand_apart_at_any_macs(tmp_path):
+    """The search's front (one delivered model per budget) against the family: no window to lie in."""
+    from psvit_nas.study import Study, StudySettings
+
+    tiny, huge = "front_small=" + "|".join(["identity-identity-identity-layer"] * 3), "front_big=all-layer"
+    settings = StudySettings(config=str(SPACES / "digits.yaml"), data="digits", out=str(tmp_path / "out"),
+                             work=str(tmp_path / "work"), results=str(tmp_path / "r.md"), spread=0, window=0,
+                             extra=(tiny, huge), family=(1, 2),
+                             seeds=(0,), named_seeds=(0, 1, 2, 3), samplers=("uniform",))
+    study = Study(settings)
+    assert [(a.name, a.group) for a in study.archs] == [("front_small", "extra"), ("front_big", "extra"),
+                                                       ("layers1", "family"), ("layers2", "family")]
+    assert {j.seed for j in study.ground_truth_jobs() if j.name == "front_small"} == {0, 1, 2, 3}
+    with pytest.raises(ConfigError, match="outside the window"):  # with a window, an extra must lie in it
+        Study(replace(settings, window=2, extra=(tiny,)))
 
 
 def test_schedule_check_and_learning_curves_from_records(tmp_path):

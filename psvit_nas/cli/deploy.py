@@ -49,8 +49,9 @@ def cmd_export(args: argparse.Namespace) -> None:
     model = inherited_or_standalone(args, spec)
     save_artifact(model, args.out, fmt)
     cost = count_cost(spec)
-    load = {"safetensors": "psvit-nas eval --weights path, or safetensors.torch.load_file(path) (the spec is in "
-                           "its metadata)",
+    load = {"safetensors": "psvit-nas eval --weights path, or in timm: import psvit_nas.timm; timm.create_model("
+                           f"'psvit_nas', pretrained=True, pretrained_cfg_overlay=dict(file='{args.out}')) (the spec "
+                           "is in its metadata)",
             "state_dict": "PSViT.from_spec(ArchSpec.from_yaml(spec)).load_state_dict(torch.load(path))",
             "onnx": "onnxruntime.InferenceSession(path) (no psvit-nas needed)",
             "pt2": "torch.export.load(path).module() (no psvit-nas needed)"}[fmt]

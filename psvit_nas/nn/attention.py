@@ -6,13 +6,13 @@ softmax map and the signed, head-mixed map it applies (`ReAttentionMaps`). A map
 materialised only when someone needs it: a `share` partner, Re-Attention, LSLA, an
 analysis, or the explicit-matmul mode used to verify the cost model. Otherwise
 `Attention` runs through `F.scaled_dot_product_attention`.
-"""
-from __future__ import annotations
 
+The modules are TorchScript-compatible (hence `typing`'s Optional/Tuple and no postponed annotations).
+"""
 import contextlib
 import contextvars
 import os
-from typing import Iterator, NamedTuple
+from typing import Iterator, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,13 @@ def explicit_attention(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         _EXPLICIT.reset(token)
+
+
+def _explicit(return_attn: bool) -> bool:
+    """Whether to materialise the map: asked for, or the explicit mode is on (never inside TorchScript)."""
+    if not torch.jit.is_scripting():
+        return return_attn or _EXPLICIT.get()
+    return return_attn
 
 
 def split_heads(x: Tensor, heads: int) -> Tensor:
@@ -54,18 +61,19 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _qkv(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         b, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
         return q, k, v
 
-    def forward(self, x: Tensor, return_attn: bool = False) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, return_attn: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
         q, k, v = self._qkv(x)
-        if return_attn or _EXPLICIT.get():
+        attn: Optional[Tensor] = None
+        if _explicit(return_attn):
             attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
             out = attn @ v
         else:
-            attn, out = None, F.scaled_dot_product_attention(q, k, v)
+            out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(merge_heads(out)), attn
 
 
@@ -78,7 +86,7 @@ class SharedAttention(nn.Module):
         self.v = nn.Linear(dim, dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, attn: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, attn: Tensor) -> Tuple[Tensor, Tensor]:
         out = attn @ split_heads(self.v(x), self.heads)
         return self.proj(merge_heads(out)), attn
 
@@ -91,25 +99,29 @@ class ReAttentionMaps(NamedTuple):
 
 
 class ReAttention(Attention):
-    """DeepViT Re-Attention: the softmax map is mixed across heads (1x1 conv), BatchNorm'd, then applied."""
+    """DeepViT Re-Attention: the softmax map is mixed across heads (1x1 conv), BatchNorm'd, then applied;
+    `transform_scale`: the applied map is also scaled by head_dim^-0.5, as in DeepViT's published models."""
 
-    def __init__(self, dim: int, heads: int, qkv_bias: bool = True) -> None:
+    def __init__(self, dim: int, heads: int, qkv_bias: bool = True, transform_scale: bool = False) -> None:
         super().__init__(dim, heads, qkv_bias)
         self.reattn = nn.Conv2d(heads, heads, kernel_size=1)
         self.norm = nn.BatchNorm2d(heads)
+        self.map_scale = self.scale if transform_scale else 1.0
 
-    def forward(self, x: Tensor, return_attn: bool = False) -> tuple[Tensor, ReAttentionMaps]:
+    def forward(self, x: Tensor, return_attn: bool = False) -> Tuple[Tensor, ReAttentionMaps]:
         q, k, v = self._qkv(x)
         attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
         b, h, n, _ = attn.shape
         # The 1x1 conv over heads, written as one (H x H) @ (H x N*N) matmul: same weights, same MACs,
         # several times faster than a convolution on CPU.
-        mixed = self.reattn.weight.view(h, h) @ attn.reshape(b, h, n * n) + self.reattn.bias.view(h, 1)
-        applied = self.norm(mixed.view(b, h, n, n))
+        bias = self.reattn.bias
+        assert bias is not None  # for TorchScript: the conv has a bias
+        mixed = self.reattn.weight.view(h, h) @ attn.reshape(b, h, n * n) + bias.view(h, 1)
+        applied = self.norm(mixed.view(b, h, n, n)) * self.map_scale
         return self.proj(merge_heads(applied @ v)), ReAttentionMaps(attn, applied)
 
 
-def relative_index(shape: tuple[int, ...], cls_token: bool) -> tuple[Tensor, int]:
+def relative_index(shape: Tuple[int, ...], cls_token: bool) -> Tuple[Tensor, int]:
     """Relative-position index (N, N) into a bias table, and the table size.
 
     2-D token grids use (dy, dx) offsets; 1-D token sequences (CLS included) use index offsets.
@@ -134,7 +146,7 @@ class LSLAttention(nn.Module):
     offset (initialised at the fixed 1/sqrt(d)), so keys near the query can get a larger scale.
     """
 
-    def __init__(self, dim: int, heads: int, token_shape: tuple[int, ...], cls_token: bool,
+    def __init__(self, dim: int, heads: int, token_shape: Tuple[int, ...], cls_token: bool,
                  qkv_bias: bool = True) -> None:
         super().__init__()
         self.heads = heads
@@ -151,7 +163,7 @@ class LSLAttention(nn.Module):
         """Its per-head tables (scale and biases) train without weight decay, like position embeddings."""
         return {"scale", "inner_bias", "outer_bias"}
 
-    def forward(self, x: Tensor, return_attn: bool = False) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, return_attn: bool = False) -> Tuple[Tensor, Tensor]:
         q = split_heads(self.q(x), self.heads)
         kv = split_heads(x, self.heads)
         logits = (q @ kv.transpose(-2, -1)) * self._bias(self.scale) + self._bias(self.inner_bias)

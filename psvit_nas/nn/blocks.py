@@ -1,9 +1,9 @@
 """Transformer layers and the five cell choices.
 
-Every cell maps tokens to tokens: `cell(x, maps=None)`. When `maps` is a list, each
-layer of the cell appends its (B, heads, N, N) attention map to it.
+Every cell maps tokens to tokens: `cell(x)`. The attention maps are each attention module's second output
+(`analysis.attention_maps` collects them with forward hooks). TorchScript-compatible, like `attention`.
 """
-from __future__ import annotations
+from typing import Tuple
 
 from torch import Tensor, nn
 from torchvision.ops import StochasticDepth
@@ -29,62 +29,78 @@ class Mlp(nn.Module):
 
 class Block(nn.Module):
     """Pre-norm transformer layer around any attention variant; `drop_path` is the stochastic-depth rate of
-    each residual branch (per sample, training only)."""
+    each residual branch (per sample, training only); `scale_adjustment` r (DeepViT's): each branch reads
+    x * r and adds its output / r."""
 
-    def __init__(self, dim: int, attn: nn.Module, mlp_ratio: float, drop_path: float = 0.0) -> None:
+    def __init__(self, dim: int, attn: nn.Module, mlp_ratio: float, drop_path: float = 0.0,
+                 scale_adjustment: float = 1.0) -> None:
         super().__init__()
         self.norm1 = layer_norm(dim)
         self.attn = attn
         self.norm2 = layer_norm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = StochasticDepth(drop_path, "row")
+        self.scale_adjustment = scale_adjustment
 
-    def run(self, x: Tensor, **attn_kwargs) -> tuple[Tensor, Tensor | None]:
-        out, attn = self.attn(self.norm1(x), **attn_kwargs)
-        x = x + self.drop_path(out)
-        return x + self.drop_path(self.mlp(self.norm2(x))), attn
+    def attn_input(self, x: Tensor) -> Tensor:
+        return self.norm1(x * self.scale_adjustment) if self.scale_adjustment != 1.0 else self.norm1(x)
 
-    def forward(self, x: Tensor, maps: list[Tensor] | None = None) -> Tensor:
-        x, attn = self.run(x, return_attn=maps is not None)
-        if maps is not None:
-            maps.append(attn)
-        return x
+    def residual(self, x: Tensor, attn_out: Tensor) -> Tensor:
+        """The attention branch's output `attn_out` added to `x`, then the MLP branch."""
+        r = self.scale_adjustment
+        x = x + self.drop_path(attn_out / r if r != 1.0 else attn_out)
+        mlp = self.mlp(self.norm2(x * r if r != 1.0 else x))
+        return x + self.drop_path(mlp / r if r != 1.0 else mlp)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.attn(self.attn_input(x))[0]
+        return self.residual(x, out)
+
+
+class SharedBlock(Block):
+    """The second layer of a `share` pair: its attention applies the map it is given."""
+
+    def forward(self, x: Tensor, attn: Tensor) -> Tensor:
+        return self.residual(x, self.attn(self.attn_input(x), attn)[0])
 
 
 class SharePair(nn.Module):
     """Two layers; the second reuses the first's post-softmax attention map."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, drop_path: float = 0.0) -> None:
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, drop_path: float = 0.0,
+                 scale_adjustment: float = 1.0) -> None:
         super().__init__()
-        self.first = Block(dim, Attention(dim, heads), mlp_ratio, drop_path)
-        self.second = Block(dim, SharedAttention(dim, heads), mlp_ratio, drop_path)
+        self.first = Block(dim, Attention(dim, heads), mlp_ratio, drop_path, scale_adjustment)
+        self.second = SharedBlock(dim, SharedAttention(dim, heads), mlp_ratio, drop_path, scale_adjustment)
 
-    def forward(self, x: Tensor, maps: list[Tensor] | None = None) -> Tensor:
-        x, attn = self.first.run(x, return_attn=True)
-        x, _ = self.second.run(x, attn=attn)
-        if maps is not None:
-            maps.extend((attn, attn))
-        return x
+    def forward(self, x: Tensor) -> Tensor:
+        out, attn = self.first.attn(self.first.attn_input(x), True)
+        assert attn is not None
+        return self.second(self.first.residual(x, out), attn)
 
 
 class IdentityCell(nn.Module):
     """The skipped cell."""
 
-    def forward(self, x: Tensor, maps: list[Tensor] | None = None) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         return x
 
 
-def make_cell(choice: str, dim: int, heads: int, mlp_ratio: float, token_shape: tuple[int, ...],
-              cls_token: bool, drop_path: float = 0.0) -> nn.Module:
-    """Build the module for one cell choice; `drop_path`: its layers' stochastic-depth rate."""
+def make_cell(choice: str, dim: int, heads: int, mlp_ratio: float, token_shape: Tuple[int, ...],
+              cls_token: bool, drop_path: float = 0.0, transform_scale: bool = False,
+              scale_adjustment: float = 1.0) -> nn.Module:
+    """Build the module for one cell choice; `drop_path`: its layers' stochastic-depth rate;
+    `transform_scale`, `scale_adjustment`: DeepViT's options (`ReAttention`, `Block`)."""
     if choice == "layer":
-        return Block(dim, Attention(dim, heads), mlp_ratio, drop_path)
+        return Block(dim, Attention(dim, heads), mlp_ratio, drop_path, scale_adjustment)
     if choice == "share":
-        return SharePair(dim, heads, mlp_ratio, drop_path)
+        return SharePair(dim, heads, mlp_ratio, drop_path, scale_adjustment)
     if choice == "identity":
         return IdentityCell()
     if choice == "reattn":
-        return Block(dim, ReAttention(dim, heads), mlp_ratio, drop_path)
+        return Block(dim, ReAttention(dim, heads, transform_scale=transform_scale), mlp_ratio, drop_path,
+                     scale_adjustment)
     if choice == "lsla":
-        return Block(dim, LSLAttention(dim, heads, token_shape, cls_token), mlp_ratio, drop_path)
+        return Block(dim, LSLAttention(dim, heads, token_shape, cls_token), mlp_ratio, drop_path,
+                     scale_adjustment)
     raise ValueError(f"unknown cell choice {choice!r}")

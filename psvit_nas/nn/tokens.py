@@ -1,5 +1,5 @@
 """Stem (patch embedding + position embedding) and token pooling between stages."""
-from __future__ import annotations
+from typing import Tuple
 
 import torch
 from torch import Tensor, nn
@@ -44,7 +44,7 @@ class Pool1d(nn.Module):
 class Pool2d(nn.Module):
     """PSViT-2D pooling: tokens on their grid -> stride-2 3x3 conv (new width) -> LayerNorm."""
 
-    def __init__(self, dim_in: int, dim_out: int, grid: tuple[int, int]) -> None:
+    def __init__(self, dim_in: int, dim_out: int, grid: Tuple[int, int]) -> None:
         super().__init__()
         self.grid = grid
         self.conv = nn.Conv2d(dim_in, dim_out, kernel_size=3, stride=2, padding=1)

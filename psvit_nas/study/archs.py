@@ -17,7 +17,7 @@ class StudyArch:
     """One architecture of the study: its name in records (`spread3`, `window0`, `layers`) and its group."""
 
     name: str
-    group: str  # "spread" or "window"
+    group: str  # "spread", "window", "family" or (named extras outside any window) "extra"
     arch: Arch
 
     @property
@@ -51,9 +51,11 @@ def pick_archs(space: SearchSpace, spread: int, window: int, budget: float, seed
     return chosen + [StudyArch(f"window{i}", "window", a) for i, a in enumerate(inside)]
 
 
-def parse_extra(text: str, space: SearchSpace, budget: float) -> StudyArch:
+def parse_extra(text: str, space: SearchSpace, budget: float, window: bool = True) -> StudyArch:
     """`NAME=ARCH` of `--extra`: ARCH is `all-CHOICE` (every cell that choice, e.g. all-layer: the DeiT-style
-    stack), an architecture string or an arch spec YAML file. It joins the window group, so it must lie in it."""
+    stack), an architecture string or an arch spec YAML file. It joins the window group, so it must lie in it;
+    without a `window` (a study of no window architectures, such as the search's front at several budgets) it
+    stands in a group of its own, 'extra', at any MACs."""
     name, sep, what = text.partition("=")
     if not sep or not name.isidentifier():
         raise ConfigError(None, "--extra", f"expected NAME=ARCH (e.g. layers=all-layer), got {text!r}")
@@ -64,6 +66,8 @@ def parse_extra(text: str, space: SearchSpace, budget: float) -> StudyArch:
     else:
         arch = Arch.parse(what)
     space.validate(arch, source=f"--extra {name}")
+    if not window:
+        return StudyArch(name, "extra", arch)
     macs = space.cost_table.macs(arch)
     if not budget * (1 - WINDOW) <= macs <= budget * (1 + WINDOW):
         raise ConfigError(None, "--extra", f"{name} has {macs / 1e6:.3g}M MACs, outside the window "

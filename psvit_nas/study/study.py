@@ -44,7 +44,7 @@ class Study:
         self.space = SearchSpace.from_yaml(s.config)
         self.budget = parse_budget(s.budget, field_name="--budget") if s.budget else self.space.median_macs()
         check_budget(self.space, self.budget)
-        extras = [parse_extra(text, self.space, self.budget) for text in s.extra]
+        extras = [parse_extra(text, self.space, self.budget, s.window > 0) for text in s.extra]
         self.records = Records(Path(s.out).resolve() / "records")
         self._check_records()
         family = [StudyArch(name, "family", arch) for name, arch in layer_family(self.space, s.family).items()]
