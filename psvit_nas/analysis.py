@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .choices import cell_choice
 from .io import atomic_write_text, pyplot, save_figure
 from .model import PSViT
 from .nn import Attention, LSLAttention, ReAttentionMaps, SharedAttention, explicit_attention
@@ -33,10 +34,8 @@ def layer_labels(model: PSViT) -> list[str]:
     labels = []
     for s, stage in enumerate(model.spec.arch.stages, 1):
         for i, choice in enumerate(stage, 1):
-            if choice == "share":
-                labels += [f"{s}.{i}:share-a", f"{s}.{i}:share-b"]
-            elif choice != "identity":
-                labels.append(f"{s}.{i}:{choice}")
+            maps = cell_choice(choice).maps
+            labels += [f"{s}.{i}:{choice}" + (f"-{'ab'[k]}" if maps > 1 else "") for k in range(maps)]
     return labels
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .nn import explicit_attention, relative_index
+from .nn import explicit_attention
 
 if TYPE_CHECKING:
     from .model import PSViT
@@ -31,39 +31,23 @@ class Cost:
     parts: dict[str, tuple[int, int]]
 
 
-def _linear(n: int, d_in: int, d_out: int) -> tuple[int, int]:
+def linear_cost(n: int, d_in: int, d_out: int) -> tuple[int, int]:
     return n * d_in * d_out, d_in * d_out + d_out
 
 
-def _add(*costs: tuple[int, int]) -> tuple[int, int]:
+def sum_costs(*costs: tuple[int, int]) -> tuple[int, int]:
     return sum(c[0] for c in costs), sum(c[1] for c in costs)
 
 
-def _layer(attention: tuple[int, int], n: int, c: int, mlp_ratio: float) -> tuple[int, int]:
+def layer_cost(attention: tuple[int, int], n: int, c: int, mlp_ratio: float) -> tuple[int, int]:
     """A pre-norm layer around an attention cost: two LayerNorms and the MLP added."""
     hidden = int(c * mlp_ratio)
-    return _add(attention, _linear(n, c, hidden), _linear(n, hidden, c), (0, 4 * c))
+    return sum_costs(attention, linear_cost(n, c, hidden), linear_cost(n, hidden, c), (0, 4 * c))
 
 
-def cell_cost(choice: str, n: int, c: int, heads: int, mlp_ratio: float, token_shape: tuple[int, ...],
-              cls_token: bool) -> tuple[int, int]:
-    """(MACs, params) of one cell on n tokens of width c."""
-    attention = _add(_linear(n, c, 3 * c), _linear(n, c, c), (2 * n * n * c, 0))
-    if choice == "identity":
-        return 0, 0
-    if choice == "layer":
-        return _layer(attention, n, c, mlp_ratio)
-    if choice == "share":
-        shared = _add(_linear(n, c, c), _linear(n, c, c), (n * n * c, 0))  # V, proj, A.V
-        return _add(_layer(attention, n, c, mlp_ratio), _layer(shared, n, c, mlp_ratio))
-    if choice == "reattn":
-        head_mix = (heads * heads * n * n, heads * heads + heads + 2 * heads)  # 1x1 conv, BatchNorm affine
-        return _layer(_add(attention, head_mix), n, c, mlp_ratio)
-    if choice == "lsla":
-        _, table = relative_index(token_shape, cls_token)
-        lsla = _add(_linear(n, c, c), _linear(n, c, c), (2 * n * n * c, 3 * heads * table))  # scale, inner, outer
-        return _layer(lsla, n, c, mlp_ratio)
-    raise ValueError(f"unknown cell choice {choice!r}")
+def attention_cost(n: int, c: int) -> tuple[int, int]:
+    """Multi-head self-attention on n tokens of width c: fused QKV, QK^T, A.V and the output projection."""
+    return sum_costs(linear_cost(n, c, 3 * c), linear_cost(n, c, c), (2 * n * n * c, 0))
 
 
 class CostTable:
@@ -72,21 +56,21 @@ class CostTable:
     def __init__(self, space: "SearchSpace") -> None:
         stages, shapes = space.stages, space.token_shapes
         patches = space.tokens(0) - int(space.has_cls)
-        stem = _add(_linear(patches, space.in_chans * space.patch_size ** 2, stages[0].width),
+        stem = sum_costs(linear_cost(patches, space.in_chans * space.patch_size ** 2, stages[0].width),
                     (0, space.tokens(0) * stages[0].width + int(space.has_cls) * stages[0].width))
         self.fixed: dict[str, tuple[int, int]] = {"stem": stem}
         for s in range(1, len(stages)):
             c_in, c_out = stages[s - 1].width, stages[s].width
             if space.pooling == "1d":  # conv1d (k=3, same length) on patch tokens, then max pool; CLS linear
-                pool = _add(_linear(space.tokens(s - 1) - 1, 3 * c_in, c_out), _linear(1, c_in, c_out))
+                pool = sum_costs(linear_cost(space.tokens(s - 1) - 1, 3 * c_in, c_out), linear_cost(1, c_in, c_out))
             else:  # stride-2 3x3 conv, then LayerNorm
-                pool = _add(_linear(space.tokens(s), 9 * c_in, c_out), (0, 2 * c_out))
+                pool = sum_costs(linear_cost(space.tokens(s), 9 * c_in, c_out), (0, 2 * c_out))
             self.fixed[f"stage{s + 1}"] = pool
-        self.fixed["head"] = _add(_linear(1, stages[-1].width, space.num_classes), (0, 2 * stages[-1].width))
-        self.cells = [
-            {c: cell_cost(c, space.tokens(s), st.width, st.heads, st.mlp_ratio, shapes[s], space.has_cls)
-             for c in st.choices}
-            for s, st in enumerate(stages)]
+        self.fixed["head"] = sum_costs(linear_cost(1, stages[-1].width, space.num_classes), (0, 2 * stages[-1].width))
+        from .choices import CellArgs, cell_cost  # each choice's cost lives with the choice
+
+        self.cells = [{c: cell_cost(c, CellArgs(st.width, st.heads, st.mlp_ratio, shapes[s], space.has_cls))
+                       for c in st.choices} for s, st in enumerate(stages)]
         self.cell_macs = [{c: v[0] for c, v in stage.items()} for stage in self.cells]
         self.fixed_macs = sum(v[0] for v in self.fixed.values())
         from .space import Limit  # space.py builds its cost table from this module
@@ -103,9 +87,9 @@ class CostTable:
     def __call__(self, arch: "Arch") -> Cost:
         parts = {"stem": self.fixed["stem"]}
         for s, (table, stage) in enumerate(zip(self.cells, arch.stages)):
-            parts[f"stage{s + 1}"] = _add(self.fixed.get(f"stage{s + 1}", (0, 0)), *(table[c] for c in stage))
+            parts[f"stage{s + 1}"] = sum_costs(self.fixed.get(f"stage{s + 1}", (0, 0)), *(table[c] for c in stage))
         parts["head"] = self.fixed["head"]
-        macs, params = _add(*parts.values())
+        macs, params = sum_costs(*parts.values())
         return Cost(macs, params, parts)
 
 

@@ -142,7 +142,7 @@ def _parts(space: SearchSpace, batch: int, device: str):
     cells of a real model, each with its own weights, do not.
     """
     from .model import Trunk
-    from .nn import make_cell
+    from .choices import CellArgs, make_cell
 
     trunk = Trunk(space).to(device).eval()
     widths = [st.width for st in space.stages]
@@ -153,8 +153,8 @@ def _parts(space: SearchSpace, batch: int, device: str):
     yield "head", _Head(trunk), tokens(len(space.stages) - 1), 1
     for s, st in enumerate(space.stages):
         for choice in st.choices:
-            stage = nn.Sequential(*(make_cell(choice, st.width, st.heads, st.mlp_ratio, space.token_shapes[s],
-                                              space.has_cls) for _ in range(st.cells)))
+            args = CellArgs(st.width, st.heads, st.mlp_ratio, space.token_shapes[s], space.has_cls)
+            stage = nn.Sequential(*(make_cell(choice, args) for _ in range(st.cells)))
             yield (s, choice), stage.to(device).eval(), tokens(s), st.cells
 
 

@@ -11,7 +11,8 @@ from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .nn import Pool1d, Pool2d, Stem, layer_norm, make_cell
+from .choices import CellArgs, make_cell
+from .nn import Pool1d, Pool2d, Stem, layer_norm
 from .space import ArchSpec, SearchSpace
 
 
@@ -57,13 +58,13 @@ class Trunk(nn.Module):
             dict(num_chs=w, reduction=space.patch_size * 2 ** i, module=f"stages.{i}") for i, w in enumerate(widths)]
         self.apply(init_weights)
 
-    def _cell_args(self, stage: int, index: int) -> tuple:
-        """make_cell's arguments for cell `index` of `stage`."""
+    def _cell_args(self, stage: int, index: int) -> CellArgs:
+        """Where cell `index` of `stage` sits, and its stochastic depth."""
         s, cells = self.space.stages[stage], [st.cells for st in self.space.stages]
         position = sum(cells[:stage]) + index
         rate = self.drop_path_rate * position / max(1, sum(cells) - 1)
-        return (s.width, s.heads, s.mlp_ratio, self.space.token_shapes[stage], self.space.has_cls, rate,
-                self.space.reattn_transform_scale, self.space.scale_adjustment)
+        return CellArgs(s.width, s.heads, s.mlp_ratio, self.space.token_shapes[stage], self.space.has_cls, rate,
+                        self.space.reattn_transform_scale, self.space.scale_adjustment)
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set:
@@ -122,7 +123,7 @@ class PSViT(Trunk):
         super().__init__(spec.space, drop_path_rate)
         self.spec = spec
         self.stages = nn.ModuleList(
-            Stage(*(make_cell(choice, *self._cell_args(s, i)) for i, choice in enumerate(stage)))
+            Stage(*(make_cell(choice, self._cell_args(s, i)) for i, choice in enumerate(stage)))
             for s, stage in enumerate(spec.arch.stages))
         self.stages.apply(init_weights)
 

@@ -19,7 +19,6 @@ import yaml
 from .errors import ConfigError
 from .io import atomic_write_text
 
-CHOICES = ("layer", "share", "identity", "reattn", "lsla")
 POOLINGS = ("1d", "2d")
 _SPACE_KEYS = {"name", "image_size", "in_chans", "num_classes", "patch_size", "pooling", "choices", "stages",
                "reattn_transform_scale", "scale_adjustment"}
@@ -151,7 +150,7 @@ class SearchSpace:
         pooling = data.get("pooling")
         if pooling not in POOLINGS:
             raise ConfigError(source, "pooling", f"expected one of {list(POOLINGS)}, got {pooling!r}")
-        default_choices = _choices(data.get("choices", list(CHOICES)), "choices", source)
+        default_choices = _choices(data.get("choices"), "choices", source)
         raw_stages = data.get("stages")
         if not isinstance(raw_stages, list) or not raw_stages:
             raise ConfigError(source, "stages", "expected a non-empty list of stages")
@@ -382,9 +381,14 @@ def _positive_int(data: Mapping, key: str, source: str | None, where: str | None
 
 
 def _choices(value: Any, name: str, source: str | None) -> tuple[str, ...]:
+    """A list of registered cell choices (None: the default five)."""
+    from .choices import CELL_CHOICES, DEFAULT_CHOICES
+
+    if value is None:
+        return DEFAULT_CHOICES
     if not isinstance(value, list) or not value:
-        raise ConfigError(source, name, f"expected a non-empty list drawn from {list(CHOICES)}")
+        raise ConfigError(source, name, f"expected a non-empty list drawn from {list(CELL_CHOICES)}")
     for choice in value:
-        if choice not in CHOICES:
-            raise ConfigError(source, name, f"unknown choice {choice!r}; expected one of {list(CHOICES)}")
+        if choice not in CELL_CHOICES:
+            raise ConfigError(source, name, f"unknown choice {choice!r}; expected one of {list(CELL_CHOICES)}")
     return tuple(dict.fromkeys(value))

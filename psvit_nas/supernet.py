@@ -6,7 +6,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .model import PSViT, Trunk, init_weights
-from .nn import make_cell
+from .choices import make_cell
 from .space import Arch, SearchSpace
 
 
@@ -16,7 +16,7 @@ class Supernet(Trunk):
     def __init__(self, space: SearchSpace, drop_path_rate: float = 0.0) -> None:
         super().__init__(space, drop_path_rate)
         self.stages = nn.ModuleList(
-            nn.ModuleList(nn.ModuleDict({c: make_cell(c, *self._cell_args(s, i)) for c in stage.choices})
+            nn.ModuleList(nn.ModuleDict({c: make_cell(c, self._cell_args(s, i)) for c in stage.choices})
                           for i in range(stage.cells))
             for s, stage in enumerate(space.stages))
         self.stages.apply(init_weights)

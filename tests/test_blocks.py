@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from psvit_nas.analysis import attention_maps
-from psvit_nas.nn import (Attention, LSLAttention, ReAttention, SharePair, Pool1d, Pool2d,
-                          make_cell, relative_index)
+from psvit_nas.choices import CellArgs, make_cell
+from psvit_nas.nn import Attention, LSLAttention, Pool1d, Pool2d, ReAttention, SharePair, relative_index
 
 B, N, C, H = 2, 16, 32, 4
 
@@ -11,7 +11,7 @@ B, N, C, H = 2, 16, 32, 4
 def test_every_choice_keeps_token_shape():
     x = torch.randn(B, N, C)
     for choice in ["layer", "share", "identity", "reattn", "lsla"]:
-        cell = make_cell(choice, C, H, 2.0, (4, 4), False).eval()
+        cell = make_cell(choice, CellArgs(C, H, 2.0, (4, 4), False)).eval()
         assert cell(x).shape == (B, N, C)
         maps = attention_maps(cell, x)
         assert len(maps) == {"identity": 0, "share": 2}.get(choice, 1)

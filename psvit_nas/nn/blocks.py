@@ -1,14 +1,12 @@
-"""Transformer layers and the five cell choices.
+"""Transformer layers and the cells built from them (`choices` registers them as cell choices).
 
 Every cell maps tokens to tokens: `cell(x)`. The attention maps are each attention module's second output
 (`analysis.attention_maps` collects them with forward hooks). TorchScript-compatible, like `attention`.
 """
-from typing import Tuple
-
 from torch import Tensor, nn
 from torchvision.ops import StochasticDepth
 
-from .attention import Attention, LSLAttention, ReAttention, SharedAttention
+from .attention import Attention, SharedAttention
 
 
 def layer_norm(dim: int) -> nn.LayerNorm:
@@ -84,23 +82,3 @@ class IdentityCell(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x
-
-
-def make_cell(choice: str, dim: int, heads: int, mlp_ratio: float, token_shape: Tuple[int, ...],
-              cls_token: bool, drop_path: float = 0.0, transform_scale: bool = False,
-              scale_adjustment: float = 1.0) -> nn.Module:
-    """Build the module for one cell choice; `drop_path`: its layers' stochastic-depth rate;
-    `transform_scale`, `scale_adjustment`: DeepViT's options (`ReAttention`, `Block`)."""
-    if choice == "layer":
-        return Block(dim, Attention(dim, heads), mlp_ratio, drop_path, scale_adjustment)
-    if choice == "share":
-        return SharePair(dim, heads, mlp_ratio, drop_path, scale_adjustment)
-    if choice == "identity":
-        return IdentityCell()
-    if choice == "reattn":
-        return Block(dim, ReAttention(dim, heads, transform_scale=transform_scale), mlp_ratio, drop_path,
-                     scale_adjustment)
-    if choice == "lsla":
-        return Block(dim, LSLAttention(dim, heads, token_shape, cls_token), mlp_ratio, drop_path,
-                     scale_adjustment)
-    raise ValueError(f"unknown cell choice {choice!r}")
