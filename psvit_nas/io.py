@@ -3,6 +3,7 @@ overwritten or written by two processes."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import fcntl
 import os
 import socket
@@ -15,6 +16,15 @@ from .errors import ConfigError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def file_digest(path: str | Path) -> str:
+    """A file's content hash (16 hex digits): the cache key that ties results to exact weights or records."""
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:

@@ -11,7 +11,7 @@ from .common import add_bn_batches_arg, add_cache_args, add_run_folder_args, cac
 def cmd_evolve(args: argparse.Namespace) -> None:
     from ..rankers import fitness_set_for
     from ..search import SearchConfig, evolve
-    from ..train import load_supernet
+    from ..train import read_supernet
 
     from ..io import run_folder
     from ..latency import LatencyTable, parse_latency
@@ -30,15 +30,15 @@ def cmd_evolve(args: argparse.Namespace) -> None:
     cfg = SearchConfig(strategy=args.strategy, population=args.population, generations=args.generations,
                        topk=args.topk, mutation_prob=args.mutation_prob, max_macs=max_macs, min_macs=min_macs,
                        max_latency_ms=max_latency, seed=args.seed)
-    _, checkpoint = load_supernet(args.supernet)
-    fitness = fitness_set_for(checkpoint, args.supernet, args.data, args.data_dir, args.search_val_size,
+    supernet = read_supernet(args.supernet)  # read once: run settings, weights and digest
+    fitness = fitness_set_for(supernet.state, args.supernet, args.data, args.data_dir, args.search_val_size,
                               args.bn_batches)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     with run_folder(args.out, args.resume, args.force):
-        evolve(args.supernet, cfg, fitness, args.out, backend=args.backend, ray_address=args.ray_address,
+        evolve(supernet, cfg, fitness, args.out, backend=args.backend, ray_address=args.ray_address,
                workers=args.ray_workers, resume=args.resume, cache=cache_config(args), latency=latency,
                ranker=args.fitness, records=args.records, finetune_steps=args.finetune_steps, fewshot=args.fewshot)
 

@@ -16,7 +16,7 @@ from ..io import atomic_write_text
 from ..samplers import Split
 from ..space import Arch
 from ..supernet import Supernet
-from ..train import TrainConfig, fit_on, load_checkpoint, load_supernet
+from ..train import TrainConfig, fit_on, load_supernet, read_supernet
 from .fitness import Evaluator
 
 
@@ -28,10 +28,8 @@ def train_parts(supernet_path: str, split: Split, cfg: TrainConfig, out: str | P
     """Train one sub-supernet per part of `split` into OUT/partK, each from the weights of the supernet in
     `supernet_path`, on its data less the same held-out fitness images; write OUT/fewshot.yaml after each."""
     out = Path(out)
-    parent = load_checkpoint(supernet_path)
-    if parent.get("kind") != "supernet":
-        raise ConfigError(supernet_path, "kind", f"expected a supernet checkpoint, got a {parent.get('kind')}")
-    net, _ = load_supernet(supernet_path)
+    read = read_supernet(supernet_path)
+    net, parent = read.net, read.state
     run = parent.get("run", {})
     parts, metrics = split.parts(net.space), []
     for k in range(parts):

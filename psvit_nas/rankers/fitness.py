@@ -7,7 +7,6 @@ candidate sees the same images in the same order.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -68,15 +67,6 @@ def fitness_set_for(checkpoint: dict[str, Any], source: str, data: str | None, d
                           f"got {size}")
     return FitnessSet(data or run.get("data", "digits"), data_dir or run.get("data_dir", "data"), holdout, size,
                       bn_batches)
-
-
-def file_digest(path: str | Path) -> str:
-    """Content hash of a checkpoint: the cache key that ties fitness values to exact weights."""
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def inherited_model(supernet: Supernet, arch: Arch, calib: Callable[[], Batches], device: str = "cpu") -> PSViT:

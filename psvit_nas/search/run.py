@@ -18,30 +18,32 @@ from ..io import atomic_write_text
 from ..latency import LatencyTable
 from ..space import Arch, SearchSpace, format_macs
 from ..supernet import Supernet
-from ..train import load_supernet
+from ..train import SupernetCheckpoint, read_supernet
 from .backends import LocalBackend, RayBackend
 from .cache import FitnessCache
 from .evolution import Search, SearchConfig
-from ..rankers.fitness import Evaluator, FitnessSet, file_digest
+from ..io import file_digest
+from ..rankers.fitness import Evaluator, FitnessSet
 from ..rankers import FINETUNE_STEPS, SUPERNET_RANKERS, make_ranker
 from ..rankers.debiased import SizeTrend, reference_paths, size_trend
 from .report import plot_pareto, plot_progress, summary
 
 
-def evolve(supernet_path: str, cfg: SearchConfig, fitness: FitnessSet, out: str | Path, backend: str = "local",
+def evolve(supernet: SupernetCheckpoint | str, cfg: SearchConfig, fitness: FitnessSet, out: str | Path, backend: str = "local",
            ray_address: str | None = None, workers: int | None = None, resume: bool = False,
            on_generation: Callable[[int], None] | None = None, cache: CacheConfig | None = None,
            latency: LatencyTable | None = None, ranker: str = "debiased", records: str | None = None,
            finetune_steps: int = FINETUNE_STEPS, fewshot: str | None = None) -> Search:
-    """Search the supernet in `supernet_path` under `cfg`'s budgets (MACs, and latency predicted by `latency`),
+    """Search `supernet` (read once, or its checkpoint's path) under `cfg`'s budgets (MACs, and latency predicted by `latency`),
     scoring candidates with `ranker` (`rankers.RANKERS`); write best.yaml, history and plots to `out`."""
     out = Path(out)
-    net, _ = load_supernet(supernet_path)
+    supernet = supernet if isinstance(supernet, SupernetCheckpoint) else read_supernet(supernet)
+    net, supernet_path = supernet.net, supernet.path
     space = net.space
     _check(space, cfg, latency, supernet_path, backend, ranker)
     batches, calib = fitness.load(space, cache)
     scorer = make_ranker(ranker, Evaluator(net, batches, calib), lambda: calib, records, finetune_steps, fewshot)
-    cache = FitnessCache(out / "cache.jsonl", _cache_key(supernet_path, fitness, ranker, records, fewshot))
+    cache = FitnessCache(out / "cache.jsonl", _cache_key(supernet.digest, fitness, ranker, records, fewshot))
     runner = LocalBackend(scorer) if backend == "local" else RayBackend(net, batches, calib, ray_address, workers)
     trend = _size_trend(space, runner) if ranker == "debiased" else None
     atomic_write_text(out / "config.yaml", yaml.safe_dump(
@@ -104,12 +106,12 @@ def _size_trend(space: SearchSpace, runner: LocalBackend | RayBackend) -> SizeTr
     return trend
 
 
-def _cache_key(supernet_path: str, fitness: FitnessSet, ranker: str, records: str | None,
+def _cache_key(supernet_digest: str, fitness: FitnessSet, ranker: str, records: str | None,
                fewshot: str | None) -> str:
     """What a cached fitness depends on: the supernet, the fitness images, the ranker, its records or parts."""
     fitted = [file_digest(p) for p in sorted(Path(records).glob("retrain-*.json"))] if records else []
     fitted += [file_digest(p) for p in sorted(Path(fewshot).glob("part*/last.pt"))] if fewshot else []
-    return hashlib.sha1(json.dumps([file_digest(supernet_path), fitness.to_dict(), ranker, fitted]).encode()
+    return hashlib.sha1(json.dumps([supernet_digest, fitness.to_dict(), ranker, fitted]).encode()
                         ).hexdigest()[:16]
 
 

@@ -183,7 +183,7 @@ class Study:
         """Evolution or random search on the first sampler's supernet at the window's budget; the winner."""
         from ..rankers import fitness_set_for
         from ..search import SearchConfig, evolve
-        from ..train import load_supernet
+        from ..train import read_supernet
 
         if (record := self.records.get(job)) is None:
             s = self.settings
@@ -191,8 +191,9 @@ class Study:
             folder = self.setup.folder(job)
             cfg = SearchConfig(strategy=job.name, population=s.population, generations=s.generations,
                                topk=max(2, s.population // 5), max_macs=self.budget)
-            fitness = fitness_set_for(load_supernet(checkpoint)[1], checkpoint, None, None, None, 10)
-            evolve(checkpoint, cfg, fitness, folder, resume=(folder / "search_state.json").is_file())
+            supernet = read_supernet(checkpoint)
+            fitness = fitness_set_for(supernet.state, checkpoint, None, None, None, 10)
+            evolve(supernet, cfg, fitness, folder, resume=(folder / "search_state.json").is_file())
             best = ArchSpec.from_yaml(folder / "best.yaml")
             record = self.records.put(job, {"arch": str(best.arch), "fitness": best.metrics["fitness"],
                                             "macs": best.metrics["macs"]})

@@ -2,6 +2,9 @@
 command uses: a standalone model from exported weights, a supernet from its training checkpoint."""
 from __future__ import annotations
 
+import hashlib
+import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +31,18 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: str | Path, space: SearchSpace | None = None) -> dict[str, Any]:
     """Load a psvit-nas checkpoint; with `space`, check that it was trained on that space."""
-    path = Path(path)
-    if not path.is_file():
+    return _parse_checkpoint(path, _read_bytes(path), space)
+
+
+def _read_bytes(path: str | Path) -> bytes:
+    if not Path(path).is_file():
         raise ConfigError(str(path), None, "checkpoint not found")
+    return Path(path).read_bytes()
+
+
+def _parse_checkpoint(path: str | Path, data: bytes, space: SearchSpace | None) -> dict[str, Any]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:
         raise ConfigError(str(path), None, f"not a readable checkpoint ({err.__class__.__name__})") from None
     if not isinstance(state, dict) or "model" not in state or "space" not in state:
@@ -43,14 +53,32 @@ def load_checkpoint(path: str | Path, space: SearchSpace | None = None) -> dict[
     return state
 
 
-def load_supernet(path: str | Path) -> tuple[Supernet, dict[str, Any]]:
-    """The Supernet stored in a train-supernet checkpoint, and the checkpoint."""
-    state = load_checkpoint(path)
+@dataclass(frozen=True)
+class SupernetCheckpoint:
+    """A train-supernet checkpoint read once: where it is, its Supernet, the checkpoint dict (run settings,
+    weights) and the file's content hash (the key that ties cached fitness values to exact weights)."""
+
+    path: str
+    net: Supernet
+    state: dict[str, Any]
+    digest: str
+
+
+def read_supernet(path: str | Path) -> SupernetCheckpoint:
+    """The supernet checkpoint in `path`, its file read once."""
+    data = _read_bytes(path)
+    state = _parse_checkpoint(path, data, None)
     if state.get("kind") != "supernet":
         raise ConfigError(str(path), "kind", f"expected a supernet checkpoint, got a {state.get('kind')} checkpoint")
     net = Supernet(SearchSpace.from_dict(state["space"], source=str(path)))
     net.load_state_dict(state["model"])
-    return net, state
+    return SupernetCheckpoint(str(path), net, state, hashlib.sha1(data).hexdigest()[:16])
+
+
+def load_supernet(path: str | Path) -> tuple[Supernet, dict[str, Any]]:
+    """The Supernet stored in a train-supernet checkpoint, and the checkpoint (`read_supernet`'s two)."""
+    read = read_supernet(path)
+    return read.net, read.state
 
 
 def load_weights(path: str, spec: ArchSpec) -> PSViT:
