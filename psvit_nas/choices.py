@@ -1,6 +1,6 @@
 """The cell choices, each in one place: its module, its exact cost and how many attention maps it yields.
 
-A new choice is one `register_choice` (tests/test_space.py registers a toy one); a space then lists it under
+A new choice is one `register_choice` (tests/test_cost.py registers a toy one); a space then lists it under
 `choices`. Spaces that list none get the five of PSViT's space, `DEFAULT_CHOICES`.
 """
 from __future__ import annotations

@@ -25,7 +25,7 @@ class Stage(nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:
         for cell in self:
-            if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled() and not torch.jit.is_scripting():
                 x = checkpoint(cell, x, use_reentrant=False)
             else:
                 x = cell(x)
