@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .limits import Limit
 from .nn import explicit_attention
 
 if TYPE_CHECKING:
@@ -73,8 +74,6 @@ class CostTable:
                        for c in st.choices} for s, st in enumerate(stages)]
         self.cell_macs = [{c: v[0] for c, v in stage.items()} for stage in self.cells]
         self.fixed_macs = sum(v[0] for v in self.fixed.values())
-        from .space import Limit  # space.py builds its cost table from this module
-
         self.macs_limit = Limit("MACs", "--flops", tuple(self.cell_macs), self.fixed_macs)
         self.macs_range = self.macs_limit.extremes(space)
         self.params_range = Limit("params", "", tuple({c: v[1] for c, v in stage.items()} for stage in self.cells),

@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from .errors import ConfigError
 from .io import atomic_write_text
-from .space import Arch, Limit, SearchSpace
+from .limits import Limit
+from .space import Arch, SearchSpace
 
 
 def parse_latency(text: str | float, field_name: str = "--latency") -> float:

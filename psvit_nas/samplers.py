@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from .errors import ConfigError
+from .limits import budget, fits
 from .space import Arch, SearchSpace, format_macs
 
 SAMPLERS = ("uniform", "fair", "sandwich", "flops")
@@ -95,8 +96,7 @@ class PathSampler:
                  tries: int = 1000, keep: Callable[[Arch], bool] | None = None) -> None:
         self.space, self.seed, self.tries, self.keep = space, seed, tries, keep
         self.low, self.high = flops_range if flops_range else (None, None)
-        if flops_range:
-            space.check_budget(self.high, self.low, fields=("--flops-range", "--flops-range"))
+        self.limits = budget(space, self.high, self.low, options=("--flops-range", "--flops-range"))
 
     def rng(self, step: int) -> random.Random:
         return random.Random(self.seed * 1_000_003 + step)
@@ -106,7 +106,7 @@ class PathSampler:
         rng = self.rng(step)
         for _ in range(self.tries):
             arch = self.space.sample(rng)
-            if self.space.within(arch, self.high, self.low) and (self.keep is None or self.keep(arch)):
+            if fits(self.limits, arch) and (self.keep is None or self.keep(arch)):
                 return arch
         raise ConfigError(None, "--flops-range", f"no path between {format_macs(self.low)} and "
                           f"{format_macs(self.high)} MACs (in its part) in {self.tries} uniform draws; widen "
@@ -126,7 +126,7 @@ class FairSampler(PathSampler):
             columns = [[self._column(rng, stage.choices, m) for _ in range(stage.cells)]
                        for stage in self.space.stages]
             paths = [Arch(tuple(tuple(col[j] for col in stage) for stage in columns)) for j in range(m)]
-            if all(self.space.within(p, self.high, self.low) for p in paths):
+            if all(fits(self.limits, p) for p in paths):
                 return paths
         raise ConfigError(None, "--flops-range", f"no fair set of paths between {format_macs(self.low)} and "
                           f"{format_macs(self.high)} MACs in {self.tries} draws; widen the range or use "
@@ -168,7 +168,8 @@ class FlopsSampler(PathSampler):
         rng = self.rng(step)
         target, width = rng.uniform(self.lo, self.hi), self.band * (self.hi - self.lo)
         try:
-            return self.space.sample(rng, max_macs=min(self.hi, target + width), min_macs=max(self.lo, target - width))
+            near = budget(self.space, min(self.hi, target + width), max(self.lo, target - width))
+            return self.space.sample(rng, near)
         except ConfigError:  # no path this close to the target (a narrow range of coarse cells): any in the range
             return super().path(step)
 

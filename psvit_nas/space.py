@@ -10,14 +10,15 @@ import math
 import random
 import re
 import statistics
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
 from .errors import ConfigError
 from .io import atomic_write_text
+from .limits import Limit, fits, format_macs
 
 POOLINGS = ("1d", "2d")
 _SPACE_KEYS = {"name", "image_size", "in_chans", "num_classes", "patch_size", "pooling", "choices", "stages",
@@ -52,14 +53,6 @@ def _deepvit_options(data: Mapping[str, Any], source: str | None) -> dict[str, A
     return {"reattn_transform_scale": transform, "scale_adjustment": float(ratio)}
 
 
-def format_macs(macs: float) -> str:
-    """1.254e9 -> '1.254G'."""
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if macs >= scale:
-            return f"{macs / scale:.4g}{unit}"
-    return f"{macs:.0f}"
-
-
 @dataclass(frozen=True)
 class Arch:
     """One choice name per cell, grouped by stage. Canonical string: 'layer-share|identity-lsla'."""
@@ -79,31 +72,6 @@ class Arch:
 
     def to_lists(self) -> list[list[str]]:
         return [list(stage) for stage in self.stages]
-
-
-@dataclass(frozen=True)
-class Limit:
-    """Bounds on an additive cost (MACs, predicted latency): fixed parts plus one table entry per cell."""
-
-    name: str                                  # what is limited, for messages: "MACs", "latency"
-    option: str                                # the option that set the upper bound, e.g. --latency
-    cells: tuple[Mapping[str, float], ...]     # per stage: choice -> cost of one cell
-    fixed: float
-    high: float | None = None
-    low: float | None = None
-    fmt: Callable[[float], str] = format_macs
-
-    def value(self, arch: Arch) -> float:
-        return self.fixed + sum(table[c] for table, stage in zip(self.cells, arch.stages) for c in stage)
-
-    def ok(self, arch: Arch) -> bool:
-        value = self.value(arch)
-        return (self.high is None or value <= self.high) and (self.low is None or value >= self.low)
-
-    def extremes(self, space: "SearchSpace") -> tuple[float, float]:
-        """The smallest and largest cost of any architecture of `space`."""
-        return tuple(self.fixed + sum(pick(t.values()) * st.cells for t, st in zip(self.cells, space.stages))
-                     for pick in (min, max))
 
 
 @dataclass(frozen=True)
@@ -231,26 +199,15 @@ class SearchSpace:
                                       f"unknown choice {choice!r}; expected one of {list(stage.choices)}")
         return arch
 
-    def sample(self, rng: random.Random, max_macs: float | None = None, min_macs: float | None = None,
-               tries: int = 200, limits: Sequence[Limit] = ()) -> Arch:
-        """A uniformly random architecture; with a budget, rejection sampling then repair."""
-        self.check_budget(max_macs, min_macs, limits=limits)
+    def sample(self, rng: random.Random, limits: Sequence[Limit] = (), tries: int = 200) -> Arch:
+        """A uniformly random architecture; within `limits` (a `limits.budget`) by rejection sampling, then
+        repair."""
         arch = Arch(tuple(tuple(rng.choice(s.choices) for _ in range(s.cells)) for s in self.stages))
         for _ in range(tries):
-            if self.within(arch, max_macs, min_macs, limits):
+            if fits(limits, arch):
                 return arch
             arch = Arch(tuple(tuple(rng.choice(s.choices) for _ in range(s.cells)) for s in self.stages))
-        return self.repair(arch, rng, max_macs, min_macs, limits=limits)
-
-    def within(self, arch: Arch, max_macs: float | None = None, min_macs: float | None = None,
-               limits: Sequence[Limit] = ()) -> bool:
-        macs = self.cost_table.macs(arch)
-        return (max_macs is None or macs <= max_macs) and (min_macs is None or macs >= min_macs) and \
-            all(limit.ok(arch) for limit in limits)
-
-    def macs_limit(self, max_macs: float | None, min_macs: float | None, option: str = "--flops") -> Limit:
-        """The MACs budget as a `Limit`."""
-        return replace(self.cost_table.macs_limit, option=option, high=max_macs, low=min_macs)
+        return self.repair(arch, rng, limits)
 
     def median_macs(self, draws: int = 2000, seed: int = 0) -> float:
         """The median MACs of uniformly sampled architectures: the default budget of the quickstart and the
@@ -258,36 +215,12 @@ class SearchSpace:
         rng = random.Random(seed)
         return statistics.median(self.cost_table.macs(self.sample(rng)) for _ in range(draws))
 
-    def check_budget(self, max_macs: float | None, min_macs: float | None, source: str | None = None,
-                     fields: tuple[str, str] = ("--flops", "--min-flops"), limits: Sequence[Limit] = ()) -> None:
-        """Raise ConfigError when no architecture of the space can satisfy the budget."""
-        low, high = self.cost_table.macs_range
-        if max_macs is not None and max_macs < low:
-            raise ConfigError(source, fields[0], f"budget {format_macs(max_macs)} MACs is below the smallest "
-                              f"architecture of space {self.name!r} ({format_macs(low)} MACs)")
-        if min_macs is not None and min_macs > high:
-            raise ConfigError(source, fields[1], f"minimum {format_macs(min_macs)} MACs is above the largest "
-                              f"architecture of space {self.name!r} ({format_macs(high)} MACs)")
-        if max_macs is not None and min_macs is not None and min_macs > max_macs:
-            raise ConfigError(source, fields[1], f"minimum {format_macs(min_macs)} MACs is above the budget "
-                              f"{format_macs(max_macs)} MACs")
-        for limit in limits:
-            least, most = limit.extremes(self)
-            if limit.high is not None and limit.high < least:
-                raise ConfigError(source, limit.option, f"budget {limit.fmt(limit.high)} {limit.name} is below the "
-                                  f"fastest architecture of space {self.name!r} ({limit.fmt(least)})")
-            if limit.low is not None and limit.low > most:
-                raise ConfigError(source, limit.option, f"minimum {limit.fmt(limit.low)} {limit.name} is above the "
-                                  f"largest of space {self.name!r} ({limit.fmt(most)})")
-
-    def repair(self, arch: Arch, rng: random.Random, max_macs: float | None = None,
-               min_macs: float | None = None, steps: int = 1000, limits: Sequence[Limit] = ()) -> Arch:
+    def repair(self, arch: Arch, rng: random.Random, limits: Sequence[Limit], steps: int = 1000) -> Arch:
         """Move random cells to cheaper (or dearer) choices until the arch satisfies every limit."""
-        every = [self.macs_limit(max_macs, min_macs), *limits]
         cells = [list(stage) for stage in arch.stages]
         for _ in range(steps):
             current = Arch.from_lists(cells)
-            broken = next((limit for limit in every if not limit.ok(current)), None)
+            broken = next((limit for limit in limits if not limit.ok(current)), None)
             if broken is None:
                 return current
             too_big = broken.high is not None and broken.value(current) > broken.high
@@ -300,8 +233,7 @@ class SearchSpace:
                     moves.extend((s, i, c) for c in better)
             s, i, c = rng.choice(moves)
             cells[s][i] = c
-        bounds = "; ".join(f"{limit.name} {limit.fmt(limit.low or 0)} to "
-                           f"{'inf' if limit.high is None else limit.fmt(limit.high)}" for limit in every)
+        bounds = "; ".join(str(limit) for limit in limits)
         raise ConfigError(None, None, f"no architecture of space {self.name!r} found within {bounds}")
 
     def mutate(self, arch: Arch, rng: random.Random, prob: float) -> Arch:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from psvit_nas import SearchSpace, Supernet, format_macs, parse_budget
+from psvit_nas.limits import budget
 from psvit_nas.train import compile_cells
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
@@ -121,7 +122,7 @@ def versus_deit(batch: int, reps: int, paths: int) -> None:
           f"at 1.2-1.3G MACs vs timm DeiT-Tiny (1.254G MACs); images/s")
     print(f"{'path':<40}{'MACs':>8}{'train':>8}{'DeiT':>8}{'ratio':>7}{'infer':>8}{'DeiT':>8}{'ratio':>7}")
     for _ in range(paths):
-        arch = space.sample(rng, max_macs=parse_budget("1.3G"), min_macs=parse_budget("1.2G"))
+        arch = space.sample(rng, budget(space, parse_budget("1.3G"), parse_budget("1.2G")))
         ours = on_device(net.export(arch))
         ours.train(), deit.train()
         t_ours, t_deit = step_times([train_step(ours, x, y), train_step(deit, x, y)], reps)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from conftest import ROOT, SPACES
 from psvit_nas import Arch, SearchSpace, Supernet, parse_budget
 from psvit_nas.cli import main
+from psvit_nas.limits import budget, fits
 from psvit_nas.samplers import FairSampler, FlopsSampler, SandwichSampler, extreme_archs, make_sampler
 
 DIGITS = SearchSpace.from_yaml(SPACES / "digits.yaml")
@@ -74,14 +75,15 @@ def test_sandwich_extremes_are_the_true_extremes_within_the_range(bounds):
     low, high = (parse_budget(b) if b else None for b in bounds)
     every = [Arch(stages) for stages in itertools.product(*(
         list(itertools.product(stage.choices, repeat=stage.cells)) for stage in space.stages))]
-    fits = [a for a in every if space.within(a, high, low)]
+    limits = budget(space, high, low)
+    within = [a for a in every if fits(limits, a)]
     smallest, largest = extreme_archs(space, low, high)
     macs = space.cost_table.macs
-    assert macs(smallest) == min(map(macs, fits)) and macs(largest) == max(map(macs, fits))
+    assert macs(smallest) == min(map(macs, within)) and macs(largest) == max(map(macs, within))
     sampler = SandwichSampler(space, 0, (low, high) if low else None, k=3)
     paths = sampler(5)
     assert paths[:2] == [largest, smallest] and len(paths) == 5 and sampler.distill
-    assert all(space.within(p, high, low) for p in paths)
+    assert all(fits(limits, p) for p in paths)
 
 
 def test_sandwich_on_a_full_space_matches_its_macs_range():
@@ -91,7 +93,7 @@ def test_sandwich_on_a_full_space_matches_its_macs_range():
     high = parse_budget("1.0M")
     _, capped = extreme_archs(DIGITS, None, high)
     assert DIGITS.cost_table.macs(capped) <= high
-    assert all(DIGITS.cost_table.macs(DIGITS.sample(rng, max_macs=high)) <= DIGITS.cost_table.macs(capped)
+    assert all(DIGITS.cost_table.macs(DIGITS.sample(rng, budget(DIGITS, high))) <= DIGITS.cost_table.macs(capped)
                for _ in range(2000))
 
 

@@ -7,6 +7,7 @@ import torch
 from conftest import SPACES
 from psvit_nas import ArchSpec, SearchSpace
 from psvit_nas.cli import main
+from psvit_nas.limits import budget
 from psvit_nas.rankers.debiased import SizeTrend
 from psvit_nas.rankers import Evaluator, FitnessSet
 from psvit_nas.search import Search, SearchConfig, evolve
@@ -45,7 +46,7 @@ def test_every_individual_satisfies_the_budget(tmp_path):
 def test_evolution_beats_random_search_on_a_known_optimum(tmp_path):
     wins = 0
     for seed in range(3):
-        target = TINY.sample(random.Random(100 + seed), max_macs=1.3e9)
+        target = TINY.sample(random.Random(100 + seed), budget(TINY, 1.3e9))
         best = {}
         for strategy in ("evolution", "random"):
             cfg = SearchConfig(strategy=strategy, population=30, generations=8, topk=8, max_macs=1.3e9, seed=seed)

@@ -4,6 +4,7 @@ import pytest
 
 from conftest import SPACE_FILES, SPACES
 from psvit_nas import Arch, ArchSpec, ConfigError, SearchSpace, parse_budget
+from psvit_nas.limits import budget
 
 
 @pytest.mark.parametrize("text,value", [("1.3G", 1.3e9), ("450M", 4.5e8), ("2e9", 2e9), ("12k", 12e3), (7, 7.0)])
@@ -49,7 +50,7 @@ def test_budget_sampling_rejection_and_repair_stay_inside():
     low = space.cost_table.macs_range[0]
     for max_macs, min_macs in [(1.3e9, None), (1.3e9, 1.0e9), (low * 1.5, None), (2.3e9, 2.2e9)]:
         for _ in range(20):
-            macs = space.cost_table.macs(space.sample(rng, max_macs=max_macs, min_macs=min_macs))
+            macs = space.cost_table.macs(space.sample(rng, budget(space, max_macs, min_macs)))
             assert macs <= max_macs and (min_macs is None or macs >= min_macs)
 
 

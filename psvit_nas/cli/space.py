@@ -6,6 +6,7 @@ import json
 import random
 
 from ..cost import count_cost
+from ..limits import budget
 from ..space import ArchSpec, SearchSpace, format_macs, parse_budget
 from .common import command, format_params
 
@@ -44,8 +45,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     space = SearchSpace.from_yaml(args.config)
     max_macs = parse_budget(args.max_flops, field_name="--max-flops") if args.max_flops else None
     min_macs = parse_budget(args.min_flops, field_name="--min-flops") if args.min_flops else None
-    space.check_budget(max_macs, min_macs, source=args.config, fields=("--max-flops", "--min-flops"))
-    arch = space.sample(random.Random(args.seed), max_macs=max_macs, min_macs=min_macs)
+    limits = budget(space, max_macs, min_macs, source=args.config, options=("--max-flops", "--min-flops"))
+    arch = space.sample(random.Random(args.seed), limits)
     cost = space.cost_table(arch)
     spec = space.spec(arch, macs=cost.macs, params=cost.params)
     if args.out:

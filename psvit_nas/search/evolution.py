@@ -20,6 +20,7 @@ from deap import tools
 from ..errors import ConfigError
 from ..io import atomic_write_text
 from ..latency import LatencyTable
+from ..limits import Budget, budget, fits
 from ..space import Arch, SearchSpace
 from .strategies import STRATEGIES, individuals
 
@@ -42,6 +43,13 @@ class SearchConfig:
             raise ConfigError(None, "--strategy", f"expected one of {list(STRATEGIES)}, got {self.strategy!r}")
         if not 0 < self.topk < self.population:
             raise ConfigError(None, "--topk", f"expected 0 < topk < population ({self.population}), got {self.topk}")
+
+    def budget(self, space: SearchSpace, latency: LatencyTable | None = None, source: str | None = None) -> Budget:
+        """The search's limits (MACs, and latency predicted by `latency`), checked against `space` once."""
+        if self.max_latency_ms is not None and latency is None:
+            raise ConfigError(None, "--latency", "a latency budget needs --latency-table")
+        others = [latency.limit(self.max_latency_ms)] if self.max_latency_ms is not None else []
+        return budget(space, self.max_macs, self.min_macs, *others, source=source)
 
     @property
     def evaluations(self) -> int:
@@ -75,15 +83,13 @@ class Search:
     """One search run in `out`: `run()` returns the history; `best` and `pareto_front()` read it."""
 
     def __init__(self, space: SearchSpace, cfg: SearchConfig, score: Score, out: str | Path,
-                 on_generation: Callable[[int], None] | None = None, latency: LatencyTable | None = None) -> None:
-        if cfg.max_latency_ms is not None and latency is None:
-            raise ConfigError(None, "--latency", "a latency budget needs --latency-table")
-        if latency is not None:
+                 on_generation: Callable[[int], None] | None = None, latency: LatencyTable | None = None,
+                 limits: Budget | None = None) -> None:
+        if latency is not None and limits is None:
             latency.check_space(space)
         self.latency = latency
         self._predicted = latency.limit() if latency else None  # built once: the search loop calls it per arch
-        self.limits = [latency.limit(cfg.max_latency_ms)] if cfg.max_latency_ms is not None else []
-        space.check_budget(cfg.max_macs, cfg.min_macs, limits=self.limits)
+        self.limits = cfg.budget(space, latency) if limits is None else limits  # `evolve` has built them
         self.space, self.cfg, self.score, self.out = space, cfg, score, Path(out)
         self.on_generation = on_generation
         self.table = space.cost_table
@@ -115,7 +121,7 @@ class Search:
     # ----- what strategies build generations from -------------------------------------------
     def sample(self) -> Arch:
         """A uniformly sampled arch inside the budget."""
-        return self.space.sample(self.rng, self.cfg.max_macs, self.cfg.min_macs, limits=self.limits)
+        return self.space.sample(self.rng, self.limits)
 
     def unique(self, existing: Sequence[Arch], count: int, make: Callable[[], Arch]) -> list[Arch]:
         """`count` new archs not in `existing` nor already evaluated (duplicates allowed after many tries)."""
@@ -138,9 +144,9 @@ class Search:
                 child = self.space.mutate(self.rng.choice(parents), self.rng, self.cfg.mutation_prob)
             else:
                 child = self.space.crossover(*self.rng.sample(list(parents), 2), self.rng)[0]
-            if self.space.within(child, self.cfg.max_macs, self.cfg.min_macs, self.limits):
+            if fits(self.limits, child):
                 return child
-        return self.space.repair(child, self.rng, self.cfg.max_macs, self.cfg.min_macs, limits=self.limits)
+        return self.space.repair(child, self.rng, self.limits)
 
     def cost_of(self, arch: Arch) -> float:
         """The cost NSGA-II and the Pareto front trade accuracy against: predicted latency if known, else MACs."""

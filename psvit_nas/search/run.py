@@ -16,6 +16,7 @@ from ..data import CacheConfig
 from ..errors import ConfigError
 from ..io import atomic_write_text
 from ..latency import LatencyTable
+from ..limits import Budget
 from ..space import Arch, SearchSpace, format_macs
 from ..supernet import Supernet
 from ..train import SupernetCheckpoint, read_supernet
@@ -40,7 +41,7 @@ def evolve(supernet: SupernetCheckpoint | str, cfg: SearchConfig, fitness: Fitne
     supernet = supernet if isinstance(supernet, SupernetCheckpoint) else read_supernet(supernet)
     net, supernet_path = supernet.net, supernet.path
     space = net.space
-    _check(space, cfg, latency, supernet_path, backend, ranker)
+    limits = _check(space, cfg, latency, supernet_path, backend, ranker)
     batches, calib = fitness.load(space, cache)
     scorer = make_ranker(ranker, Evaluator(net, batches, calib), lambda: calib, records, finetune_steps, fewshot)
     cache = FitnessCache(out / "cache.jsonl", _cache_key(supernet.digest, fitness, ranker, records, fewshot))
@@ -74,7 +75,7 @@ def evolve(supernet: SupernetCheckpoint | str, cfg: SearchConfig, fitness: Fitne
         if on_generation:
             on_generation(generation)
 
-    search = Search(space, cfg, score, out, generation_done, latency)
+    search = Search(space, cfg, score, out, generation_done, latency, limits)
     start = time.perf_counter()
     try:
         search.run(resume)
@@ -87,14 +88,14 @@ def evolve(supernet: SupernetCheckpoint | str, cfg: SearchConfig, fitness: Fitne
 
 
 def _check(space: SearchSpace, cfg: SearchConfig, latency: LatencyTable | None, supernet_path: str, backend: str,
-           ranker: str) -> None:
-    """One line for a latency table of another space, a budget no architecture fits, or a ranker Ray can't run."""
+           ranker: str) -> Budget:
+    """The search's limits; one line for a latency table of another space, a budget no architecture fits, or a
+    ranker Ray can't run."""
     if latency is not None:
         latency.check_space(space, supernet_path)
-    limits = [latency.limit(cfg.max_latency_ms)] if latency and cfg.max_latency_ms is not None else []
-    space.check_budget(cfg.max_macs, cfg.min_macs, source=supernet_path, limits=limits)
     if backend == "ray" and ranker not in SUPERNET_RANKERS:
         raise ConfigError(None, "--backend", f"--fitness {ranker} scores in this process; use --backend local")
+    return cfg.budget(space, latency, source=supernet_path)
 
 
 def _size_trend(space: SearchSpace, runner: LocalBackend | RayBackend) -> SizeTrend:

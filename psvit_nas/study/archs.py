@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import limits
 from ..errors import ConfigError
 from ..space import Arch, ArchSpec, SearchSpace
 
@@ -41,11 +42,12 @@ def pick_archs(space: SearchSpace, spread: int, window: int, budget: float, seed
     chosen = []
     for i in range(spread):
         target = low + (high - low) * (i + 0.5) / spread
-        chosen.append(StudyArch(f"spread{i}", "spread", space.sample(rng, max_macs=target * 1.05,
-                                                                      min_macs=target * 0.95)))
+        near = limits.budget(space, target * 1.05, target * 0.95)
+        chosen.append(StudyArch(f"spread{i}", "spread", space.sample(rng, near)))
     inside: list[Arch] = []
+    bounds = limits.budget(space, budget * (1 + WINDOW), budget * (1 - WINDOW)) if window else ()
     while len(inside) < window:
-        arch = space.sample(rng, max_macs=budget * (1 + WINDOW), min_macs=budget * (1 - WINDOW))
+        arch = space.sample(rng, bounds)
         if arch not in inside + [a.arch for a in chosen]:
             inside.append(arch)
     return chosen + [StudyArch(f"window{i}", "window", a) for i, a in enumerate(inside)]
