@@ -18,7 +18,7 @@ import yaml
 
 from .errors import ConfigError
 from .io import atomic_write_text
-from .limits import Limit, fits, format_macs
+from .limits import Limit, fits, format_macs  # noqa: F401 (format_macs: re-exported, as before)
 
 POOLINGS = ("1d", "2d")
 _SPACE_KEYS = {"name", "image_size", "in_chans", "num_classes", "patch_size", "pooling", "choices", "stages",

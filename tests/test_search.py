@@ -7,10 +7,11 @@ import torch
 from conftest import SPACES
 from psvit_nas import ArchSpec, SearchSpace
 from psvit_nas.cli import main
-from psvit_nas.limits import budget
+from psvit_nas.limits import budget, fits
 from psvit_nas.rankers.debiased import SizeTrend
 from psvit_nas.rankers import Evaluator, FitnessSet
-from psvit_nas.search import Search, SearchConfig, evolve
+from psvit_nas.search import STRATEGIES, Search, SearchConfig, evolve
+from psvit_nas.search.strategies import Evaluated
 from psvit_nas.train import load_supernet
 
 DIGITS = SearchSpace.from_yaml(SPACES / "digits.yaml")
@@ -41,6 +42,23 @@ def test_every_individual_satisfies_the_budget(tmp_path):
         assert all(low <= r.macs <= high for r in history)
     assert all(low <= TINY.cost_table.macs(TINY.validate(__import__("psvit_nas").Arch.parse(a))) <= high
                for pop in populations for a in pop)
+
+
+def test_a_strategy_makes_its_candidates_inside_the_budget_and_owns_its_random_state():
+    """Strategies see evaluations only as an `Evaluated`; their state_dict round-trips through JSON."""
+    cfg = SearchConfig(population=8, generations=2, topk=2, max_macs=1.0e6, seed=3)
+    limits = cfg.budget(DIGITS)
+    evolution = STRATEGIES["evolution"](DIGITS, cfg, limits)
+    first = evolution.initial(Evaluated({}, DIGITS.cost_table.macs))
+    twin = STRATEGIES["evolution"](DIGITS, cfg, limits)
+    twin.load_state_dict(json.loads(json.dumps(evolution.state_dict())))
+    assert [evolution.sample() for _ in range(5)] == [twin.sample() for _ in range(5)]
+    assert len(set(first)) == cfg.population and all(fits(limits, a) for a in first)
+    scored = Evaluated({str(a): float(i) for i, a in enumerate(first)}, DIGITS.cost_table.macs)
+    children = evolution.propose(scored, first)
+    assert children[:2] == [first[-1], first[-2]]  # the top-k by fitness are kept as parents
+    assert len(children) == cfg.population and all(fits(limits, a) for a in children)
+    assert not set(children[2:]) & set(first)  # new candidates only
 
 
 def test_evolution_beats_random_search_on_a_known_optimum(tmp_path):

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from ..io import pyplot, save_figure
 from ..space import format_macs
-from .evolution import Record
+from .loop import Record
 
 
 def plot_progress(history: Sequence[Record], path: Path, title: str) -> None:

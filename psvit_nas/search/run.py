@@ -22,7 +22,7 @@ from ..supernet import Supernet
 from ..train import SupernetCheckpoint, read_supernet
 from .backends import LocalBackend, RayBackend
 from .cache import FitnessCache
-from .evolution import Search, SearchConfig
+from .loop import Search, SearchConfig
 from ..io import file_digest
 from ..rankers.fitness import Evaluator, FitnessSet
 from ..rankers import FINETUNE_STEPS, SUPERNET_RANKERS, make_ranker

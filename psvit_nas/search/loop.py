@@ -1,16 +1,15 @@
-"""A search over a budget: its settings, the loop over generations, its history and saved state (the
-strategies that propose each generation are in `strategies`).
+"""The search loop over generations, whatever the strategy: its settings, its history, its saved state.
 
-Every individual ever created satisfies the budget (constrained sampling, then variation
-with rejection and a retry cap, then repair). Fitness values come through `score`, which
-the caller backs with an on-disk cache, so no arch is evaluated twice. State is saved after
-every generation; a resumed search reaches the same result as an uninterrupted one.
+The strategy (`strategies`) makes every candidate, each inside the budget (constrained sampling, then
+variation with rejection and a retry cap, then repair), and chooses each generation. Fitness values come
+through `score`, which the caller backs with an on-disk cache, so no arch is evaluated twice. State (the
+loop's and the strategy's) is saved after every generation; a resumed search reaches the same result as an
+uninterrupted one.
 """
 from __future__ import annotations
 
 import json
 import sys
-import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,9 +19,9 @@ from deap import tools
 from ..errors import ConfigError
 from ..io import atomic_write_text
 from ..latency import LatencyTable
-from ..limits import Budget, budget, fits
+from ..limits import Budget, budget
 from ..space import Arch, SearchSpace
-from .strategies import STRATEGIES, individuals
+from .strategies import STRATEGIES, Evaluated, individuals
 
 
 @dataclass
@@ -71,7 +70,7 @@ class Record:
 class SearchState:
     generation: int = -1
     population: list[str] = field(default_factory=list)
-    rng: Any = None
+    strategy: dict[str, Any] = field(default_factory=dict)  # the strategy's state_dict: its random state
     history: list[Record] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -93,9 +92,8 @@ class Search:
         self.space, self.cfg, self.score, self.out = space, cfg, score, Path(out)
         self.on_generation = on_generation
         self.table = space.cost_table
-        self.strategy = STRATEGIES[cfg.strategy]()
+        self.strategy = STRATEGIES[cfg.strategy](space, cfg, self.limits)
         self.state = SearchState(config=self._config())
-        self.rng = random.Random(cfg.seed)
         self.fitness: dict[str, float] = {}
         self.timing: dict[str, float] = {}
 
@@ -108,45 +106,20 @@ class Search:
                   file=sys.stderr)
         population = [Arch.parse(a) for a in self.state.population]
         for generation in range(self.state.generation + 1, self.cfg.generations):
-            population = self.unique([], self.cfg.population, self.sample) if generation == 0 else \
-                self.strategy.propose(self, population)
+            population = self.strategy.initial(self.evaluated) if generation == 0 else \
+                self.strategy.propose(self.evaluated, population)
             self._evaluate(population, generation)
-            population = self.strategy.survivors(self, population)
+            population = self.strategy.survivors(self.evaluated, population)
             self.state.generation, self.state.population = generation, [str(a) for a in population]
             self._save()
             if self.on_generation:
                 self.on_generation(generation)
         return self.state.history
 
-    # ----- what strategies build generations from -------------------------------------------
-    def sample(self) -> Arch:
-        """A uniformly sampled arch inside the budget."""
-        return self.space.sample(self.rng, self.limits)
-
-    def unique(self, existing: Sequence[Arch], count: int, make: Callable[[], Arch]) -> list[Arch]:
-        """`count` new archs not in `existing` nor already evaluated (duplicates allowed after many tries)."""
-        seen = set(existing) | {Arch.parse(a) for a in self.fitness}
-        out: list[Arch] = []
-        for _ in range(count):
-            arch = make()
-            for _ in range(self.cfg.retries):
-                if arch not in seen:
-                    break
-                arch = make()
-            seen.add(arch)
-            out.append(arch)
-        return out
-
-    def vary(self, parents: Sequence[Arch]) -> Arch:
-        """A mutated parent or a uniform-crossover child, inside the budget (rejection, then repair)."""
-        for _ in range(self.cfg.retries):
-            if self.rng.random() < 0.5:
-                child = self.space.mutate(self.rng.choice(parents), self.rng, self.cfg.mutation_prob)
-            else:
-                child = self.space.crossover(*self.rng.sample(list(parents), 2), self.rng)[0]
-            if fits(self.limits, child):
-                return child
-        return self.space.repair(child, self.rng, self.limits)
+    # ----- what the strategy reads -------------------------------------------------------
+    @property
+    def evaluated(self) -> Evaluated:
+        return Evaluated(self.fitness, self.cost_of)
 
     def cost_of(self, arch: Arch) -> float:
         """The cost NSGA-II and the Pareto front trade accuracy against: predicted latency if known, else MACs."""
@@ -169,7 +142,7 @@ class Search:
     def pareto_front(self) -> list[Record]:
         """Accuracy-vs-cost (latency or MACs) non-dominated records of everything evaluated (DEAP)."""
         archs = [Arch.parse(r.arch) for r in self.state.history]
-        front = tools.sortNondominated(individuals(self, archs, with_cost=True), len(archs),
+        front = tools.sortNondominated(individuals(self.evaluated, archs, with_cost=True), len(archs),
                                        first_front_only=True)[0]
         keep = {ind[0] for ind in front}
         return sorted((r for r in self.state.history if r.arch in keep),
@@ -183,7 +156,7 @@ class Search:
         return {**asdict(self.cfg), "space": self.space.to_dict(), "latency_table": table}
 
     def _save(self) -> None:
-        self.state.rng = self.rng.getstate()
+        self.state.strategy = self.strategy.state_dict()
         data = asdict(self.state)
         atomic_write_text(self.out / "search_state.json", json.dumps(data))
         atomic_write_text(self.out / "history.jsonl", "".join(json.dumps(asdict(r)) + "\n"
@@ -197,8 +170,8 @@ class Search:
         if changed:  # a setting absent from an older state counts as unset
             raise ConfigError(str(path), ", ".join(changed),
                               "differs from this command's settings; resume with the same settings")
-        version, internal, gauss = data["rng"]
-        self.rng.setstate((version, tuple(internal), gauss))
-        self.state = SearchState(data["generation"], data["population"], data["rng"],
+        strategy = data.get("strategy") or {"rng": data["rng"]}  # a state saved before strategies held theirs
+        self.strategy.load_state_dict(strategy)
+        self.state = SearchState(data["generation"], data["population"], strategy,
                                  [Record(**r) for r in data["history"]], data["config"])
         self.fitness = {r.arch: r.fitness for r in self.state.history}
