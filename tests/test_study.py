@@ -295,7 +295,7 @@ def _put_retrainings(study, curve) -> dict[str, float]:
 
 
 def test_a_named_extra_architecture_joins_every_job_of_the_window(tmp_path):
-    from psvit_nas.study.jobs import Job
+    from psvit_nas.study.jobs import SupernetJob
 
     study = _synthetic_study(tmp_path)
     layers = "|".join(["-".join(["layer"] * 4)] * 3)
@@ -306,7 +306,7 @@ def test_a_named_extra_architecture_joins_every_job_of_the_window(tmp_path):
     assert {"retrain-layers-seed0", "retrain-layers-seed1"} <= {j.key for j in study.all_jobs()}
     rankers = study.ranker_jobs()  # scored like the sampled ones; only fine-tuning needs a supernet
     assert all(layers in job.archs for job in rankers)
-    assert study.supernets_needed(rankers, []) == [Job("supernet", "uniform")]
+    assert study.supernets_needed(rankers, []) == [SupernetJob("uniform")]
 
 
 def test_without_a_window_named_extras_stand_apart_at_any_macs(tmp_path):
@@ -356,7 +356,7 @@ def test_schedule_check_and_learning_curves_from_records(tmp_path):
 def test_the_time_estimate_shares_the_work_among_trials_but_never_undercuts_the_longest_job(tmp_path):
     study = _synthetic_study(tmp_path, holdout=150)
     images, rate = study.train_images(), study.settings.est_images_per_s
-    work = {job: study.setup.estimate_images(job, images) for job in study.planned()}
+    work = {job: job.images(study.settings, images) for job in study.planned()}
     longest = max(work, key=work.get)
     assert work[longest] > sorted(work.values())[-2] > 0  # the supernets train longer than any retraining
     total = sum(work.values())
@@ -416,7 +416,7 @@ def test_the_delivered_architecture_against_the_obvious_models(tmp_path):
     top-1 and the other named architectures are context, no goal of their own)."""
     from psvit_nas.study import analyse, write_results
     from psvit_nas.study.goals import issue19
-    from psvit_nas.study.jobs import Job
+    from psvit_nas.study.jobs import FinalizeJob, SearchJob
 
     study = _synthetic_study(tmp_path, extra=("layers=all-layer", "reattns=all-reattn"))
     acc = _put_retrainings(study, lambda final: [final / 2, final])  # every row's seeds differ by 1: s2 = 0.5
@@ -428,9 +428,9 @@ def test_the_delivered_architecture_against_the_obvious_models(tmp_path):
             study.records.put(study.retrain(name, seed, arch), {"arch": str(arch), "seed": seed,
                                                                 "val_top1": top1 + seed, "val_loss": 1.0})
     for strategy in ("evolution", "random"):
-        study.records.put(Job("search", strategy), {"arch": str(picks[f"winner-{strategy}"][0]), "fitness": 50.0,
+        study.records.put(SearchJob(strategy), {"arch": str(picks[f"winner-{strategy}"][0]), "fitness": 50.0,
                                                     "macs": 1e6})
-    study.records.put(Job("finalize"), {"arch": str(spread[2].arch), "search_rank": 3, "trials": [
+    study.records.put(FinalizeJob(), {"arch": str(spread[2].arch), "search_rank": 3, "trials": [
         {"search_rank": 3, "search_fitness": 49.0, "score": 60.0, "epochs": 4}]})
     result = analyse(study)
     pays = result["search_pays"]
@@ -452,21 +452,21 @@ def test_the_delivered_architecture_against_the_obvious_models(tmp_path):
 
 
 def test_the_tuned_recipe_is_retrained_from_tunes_record_and_only_when_it_differs_from_the_default(tmp_path):
-    from psvit_nas.study.jobs import Job, retrain_config
+    from psvit_nas.study.jobs import FinalizeJob, TuneJob, retrain_config
     from psvit_nas.tune.recipe_search import default_recipe
 
     study = _synthetic_study(tmp_path)
     assert [j.key for j in study.after_retrains(1)] == ["retrain-finalized-seed1", "retrain-tuned-seed1"]
     before = len(study.all_jobs())
     arch = str(study.archs[0].arch)
-    study.records.put(Job("finalize"), {"arch": arch, "search_rank": 1, "trials": []})
+    study.records.put(FinalizeJob(), {"arch": arch, "search_rank": 1, "trials": []})
     default = default_recipe(study.space.spec(study.archs[0].arch))
-    study.records.put(Job("tune"), {"arch": arch, "recipe": {**default, "lr": 5e-4}})
+    study.records.put(TuneJob(), {"arch": arch, "recipe": {**default, "lr": 5e-4}})
     final, tuned = study.after_retrains(0)  # no recipe file: tune's work folder may be gone
     assert (final.arch, tuned.arch, tuned.recipe["lr"], final.recipe) == (arch, arch, 5e-4, None)
     cfg = retrain_config(study.settings, study.space, tuned)
     assert (cfg.lr, cfg.epochs, cfg.seed) == (5e-4, 4, 0)
-    study.records.put(Job("tune"), {"arch": arch, "recipe": default})  # tune kept the default: nothing to repeat
+    study.records.put(TuneJob(), {"arch": arch, "recipe": default})  # tune kept the default: nothing to repeat
     assert [j.key for j in study.after_retrains(0)] == ["retrain-finalized-seed0"]
     assert len(study.all_jobs()) == before - 2 and "retrain-tuned-seed0" not in {j.key for j in study.all_jobs()}
 
@@ -478,7 +478,7 @@ def test_supernet_checkpoints_are_scored_as_they_are_and_never_trained_further(t
     from psvit_nas.rankers.proxies import PROXIES
     from psvit_nas.rankers import ProxyRanker
     from psvit_nas.study import Study, StudySettings
-    from psvit_nas.study.jobs import Job, run_job
+    from psvit_nas.study.jobs import SupernetJob, run_job
 
     settings = StudySettings(config=str(SPACES / "digits.yaml"), data="digits", out=str(tmp_path / "out"),
                              work=str(tmp_path / "work"), results=str(tmp_path / "r.md"), spread=3, window=0,
@@ -487,8 +487,8 @@ def test_supernet_checkpoints_are_scored_as_they_are_and_never_trained_further(t
     study = Study(settings)
     threads = torch.get_num_threads()
     try:
-        run_job(study.setup, Job("supernet", "uniform"))
-        folder = study.setup.folder(Job("supernet", "uniform"))
+        run_job(study.setup, SupernetJob("uniform"))
+        folder = study.setup.folder(SupernetJob("uniform"))
         before = {p.name: p.read_bytes() for p in folder.iterdir() if p.suffix in (".pt", ".jsonl")}
         assert {"epoch1.pt", "last.pt", "metrics.jsonl"} <= set(before)
         jobs = study.fitness_jobs(variants=False)
@@ -506,7 +506,7 @@ def test_supernet_checkpoints_are_scored_as_they_are_and_never_trained_further(t
     assert all(v["loss"] > 0 and 0 <= v["top1"] <= 100 and v["seconds"] > 0 for v in finetuned.values())
     x, y = next(iter(FitnessSet("digits", "data", 150, 128, 0).load(study.space)[0]))
     snip = study.records.get(rankers[3])
-    assert rankers[3].name == "snip" and all(
+    assert rankers[3].proxy == "snip" and all(
         snip[str(a.arch)]["score"] == ProxyRanker(study.space, "snip", (x, y))(a.arch) for a in study.archs)
     net, state = load_supernet(folder / "epoch1.pt")
     evaluator = Evaluator(net, *fitness_set_for(state, "epoch1.pt", None, None, None, 10).load(study.space))
@@ -519,7 +519,7 @@ def test_tau_against_supernet_epochs_is_reported_from_each_checkpoint(tmp_path):
     from dataclasses import replace
 
     from psvit_nas.study import Study, analyse, write_results
-    from psvit_nas.study.jobs import Job
+    from psvit_nas.study.jobs import FitnessJob
 
     study = Study(replace(_synthetic_study(tmp_path).settings, score_every=5, probe_archs=0))
     assert study.scored_epochs("uniform") == [5, 10]
@@ -532,7 +532,7 @@ def test_tau_against_supernet_epochs_is_reported_from_each_checkpoint(tmp_path):
                                                                     "val_top1": 20.0 + i + seed, "val_loss": 1.0})
     noise = np.random.default_rng(0).normal(size=len(truth))
     for epoch, scale in ((5, 10.0), (10, 1.0), (None, 0.0)):
-        study.records.put(Job("fitness", "uniform", epochs=epoch), {
+        study.records.put(FitnessJob("uniform", epochs=epoch), {
             arch: {"top1": t + scale * n, "loss": 1.0} for (arch, t), n in zip(truth.items(), noise)})
     result = analyse(study)
     points = result["supernet_progress"]["uniform"]
@@ -552,7 +552,7 @@ def test_rankers_and_the_calibrated_fit_are_reported_against_the_ground_truth(tm
     and the calibrated ranker's leave-one-out predictions join the rankings and the report."""
     from psvit_nas.rankers.proxies import PROXIES
     from psvit_nas.study import analyse, write_results
-    from psvit_nas.study.jobs import Job
+    from psvit_nas.study.jobs import FitnessJob, ProxyJob
 
     study = _synthetic_study(tmp_path)
     truth = {str(a.arch): 20.0 + 2 * i for i, a in enumerate(study.archs)}
@@ -563,9 +563,9 @@ def test_rankers_and_the_calibrated_fit_are_reported_against_the_ground_truth(tm
     rng = np.random.default_rng(0)
     for p in PROXIES:
         exact = p == "synflow"
-        study.records.put(Job("proxy", p), {arch: {"score": t if exact else float(rng.normal()), "seconds": 0.5}
+        study.records.put(ProxyJob(p), {arch: {"score": t if exact else float(rng.normal()), "seconds": 0.5}
                                             for arch, t in truth.items()})
-    study.records.put(Job("fitness", "uniform"), {arch: {"top1": t + 5 * float(rng.normal()), "loss": 1.0}
+    study.records.put(FitnessJob("uniform"), {arch: {"top1": t + 5 * float(rng.normal()), "loss": 1.0}
                                                   for arch, t in truth.items()})
     result = analyse(study)
     everywhere = result["ranking"]["all"]
@@ -586,10 +586,10 @@ def test_a_supernet_whose_checkpoint_is_gone_is_trained_again_when_a_ranker_need
 
     from psvit_nas.study import Study
     from psvit_nas.study import study as study_module
-    from psvit_nas.study.jobs import Job
+    from psvit_nas.study.jobs import SupernetJob
 
     study = Study(replace(_synthetic_study(tmp_path).settings, stages=("rankers",)))
-    study.records.put(Job("supernet", "uniform"), {"epochs": 4, "paths_per_step": 1})
+    study.records.put(SupernetJob("uniform"), {"epochs": 4, "paths_per_step": 1})
     ran = []
     monkeypatch.setattr(study_module, "ray_session", lambda *a, **k: contextlib.nullcontext(lambda: None))
     monkeypatch.setattr(study_module, "run_trials", lambda todo, *a, **k: ran.append([j.key for j in todo]))

@@ -8,7 +8,6 @@ candidate sees the same images in the same order.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import torch

@@ -9,7 +9,8 @@ from typing import Any, Callable
 from ..rankers import PROXIES
 from ..rankers.calibrated import features, leave_one_out
 from ..space import Arch
-from .jobs import VARIANTS, Job
+from .jobs import (VARIANTS, FinalizeJob, FinetuneJob, FitnessJob, ProxyJob, RetrainJob, SearchJob, SupernetJob,
+                   TuneJob)
 from .stats import (MIN_ARCHS, composition, difference, evaluation_share, interval, kendall, noise_ceiling,
                     paired_difference, seed_variance, spearman, unpack)
 
@@ -37,11 +38,11 @@ def other_rankers() -> list[tuple[str, Callable[[dict], float | None]]]:
 def _rows(study) -> tuple[list[dict[str, Any]], dict[str, list]]:
     """One row per architecture whose every seed is retrained; per-image hits where every seed stored them."""
     s, records = study.settings, study.records
-    fitness = [Job("fitness", sampler) for sampler in s.samplers] + \
-        [Job("fitness", s.samplers[0], variant=v) for v in VARIANTS if v]
+    fitness = [FitnessJob(sampler) for sampler in s.samplers] + \
+        [FitnessJob(s.samplers[0], variant=v) for v in VARIANTS if v]
     scores = {job.key: records.get(job) or {} for job in fitness}
-    proxies = {p: records.get(Job("proxy", p)) or {} for p in PROXIES}
-    finetune = records.get(Job("finetune", s.samplers[0])) or {}
+    proxies = {p: records.get(ProxyJob(p)) or {} for p in PROXIES}
+    finetune = records.get(FinetuneJob(s.samplers[0])) or {}
     rows, hits = [], {}
     for a in study.archs:
         accs = [records.get(study.retrain(a.name, seed, a.arch)) for seed in s.seeds]
@@ -99,8 +100,8 @@ def analyse(study) -> dict[str, Any]:
     result["composition"] = composition(rows, rankers(s.samplers)[:len(s.samplers)] + other_rankers(), study.space)
     winners = {}
     for strategy in ("evolution", "random"):
-        rec = records.get(Job("search", strategy))
-        accs = [records.get(Job("retrain", f"winner-{strategy}", seed)) for seed in s.seeds]
+        rec = records.get(SearchJob(strategy))
+        accs = [records.get(RetrainJob(f"winner-{strategy}", seed)) for seed in s.seeds]
         if rec and all(accs):
             winners[strategy] = {**rec, "seeds": [r["val_top1"] for r in accs]}
     result["winners"] = winners
@@ -110,8 +111,8 @@ def analyse(study) -> dict[str, Any]:
         accs = [records.get(job) for job in jobs if job.name == name]
         if all(accs):
             after[name] = {"arch": accs[0]["arch"], "seeds": [r["val_top1"] for r in accs]}
-    result["after_search"] = {"retrains": after, "finalize": records.get(Job("finalize")),
-                              "tune": records.get(Job("tune")), "tune_kept_default": study.tune_kept_default()}
+    result["after_search"] = {"retrains": after, "finalize": records.get(FinalizeJob()),
+                              "tune": records.get(TuneJob()), "tune_kept_default": study.tune_kept_default()}
     if pays := search_pays(result, study):
         result["search_pays"] = pays
     result["schedule_probe"] = schedule_probe(study, rows)
@@ -139,11 +140,11 @@ def calibrate(rows: list[dict], space, first: str) -> None:
 
 def ranker_seconds(study) -> dict[str, float]:
     """Mean seconds per architecture of each proxy and of the fine-tune ranker, as their records measured."""
-    jobs = [Job("proxy", p) for p in PROXIES] + [Job("finetune", study.settings.samplers[0])]
+    jobs = [ProxyJob(p) for p in PROXIES] + [FinetuneJob(study.settings.samplers[0])]
     out = {}
     for job in jobs:
         if record := study.records.get(job):
-            out[job.name if job.kind == "proxy" else "finetune"] = statistics.fmean(v["seconds"] for v in
+            out[job.proxy if isinstance(job, ProxyJob) else "finetune"] = statistics.fmean(v["seconds"] for v in
                                                                                     record.values())
     return out
 
@@ -198,10 +199,10 @@ def supernet_progress(study, rows: list[dict]) -> dict[str, list[dict]]:
         epochs = study.scored_epochs(sampler)
         if not epochs:
             continue
-        paths, last = supernet_epochs(study.settings, study.space, Job("supernet", sampler))
+        paths, last = supernet_epochs(study.settings, study.space, SupernetJob(sampler))
         points, first = [], None
         for epoch in [*epochs, last]:
-            scores = study.records.get(Job("fitness", sampler, epochs=epoch if epoch != last else None))
+            scores = study.records.get(FitnessJob(sampler, epochs=epoch if epoch != last else None))
             if scores:
                 first = first or scores
                 points.append({"epoch": epoch, "compute": epoch * paths, **_progress_point(scores, first, rows)})

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 from ..cluster import ray_session
 from ..tune.trials import TrialsFailed
-from .jobs import Job, Setup, run_job
+from .jobs import Job, Setup, job_from_dict, run_job
 
 
 def default_cpus_per_trial() -> int:
@@ -31,7 +30,7 @@ def default_cpus_per_trial() -> int:
 def _trial(config: dict[str, Any], setup: Setup) -> None:
     from ray import tune
 
-    run_job(setup, Job(**{**config["job"], "archs": tuple(config["job"]["archs"])}))
+    run_job(setup, job_from_dict(config["job"]))
     tune.report({"done": 1})
 
 
@@ -44,18 +43,19 @@ def run_trials(jobs: list[Job], setup: Setup, ray_address: str | None = None,
     import torch
     from ray import tune
 
-    jobs = sorted(jobs, key=setup.cost, reverse=True)  # longest first: the tail, when cores idle, is short
+    # longest first: the tail, when cores idle, is short
+    jobs = sorted(jobs, key=lambda j: j.cost(setup.settings, setup.space), reverse=True)
     by_key = {job.key: job for job in jobs}
 
     class Progress(tune.Callback):
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             if on_done is not None:
-                on_done(by_key[Job(**trial.config["job"]).key])
+                on_done(by_key[job_from_dict(trial.config["job"]).key])
 
     gpu = 1 if torch.cuda.is_available() else 0
     trainable = tune.with_resources(tune.with_parameters(_trial, setup=setup), {"cpu": setup.threads, "gpu": gpu})
     with ray_session(ray_address):
-        grid = tune.Tuner(trainable, param_space={"job": tune.grid_search([asdict(j) for j in jobs])},
+        grid = tune.Tuner(trainable, param_space={"job": tune.grid_search([j.to_dict() for j in jobs])},
                           tune_config=tune.TuneConfig(reuse_actors=True),  # no torch import per job
                           run_config=tune.RunConfig(name=f"jobs-{time.strftime('%Y%m%d-%H%M%S')}",
                                                     storage_path=str(Path(setup.work) / "ray"), verbose=0,

@@ -22,8 +22,9 @@ from ..rankers import PROXIES
 from ..space import Arch, ArchSpec, SearchSpace, parse_budget
 from .archs import StudyArch, check_budget, parse_extra, pick_archs, probe_archs
 from .data import check_data, class_subset, gt_subset
-from .jobs import (VARIANTS, Job, Setup, checkpoint_hits, ground_truth_batches, learning_curve,
-                   retrain_config, scored_epochs)
+from .jobs import (VARIANTS, FinalizeJob, FinetuneJob, FitnessJob, Job, ProxyJob, RetrainJob, SearchJob, Setup,
+                   SupernetJob, TuneJob, checkpoint_hits, ground_truth_batches, learning_curve, retrain_config,
+                   scored_epochs)
 from .records import Records
 from .runner import run_trials
 from .settings import STAGES, StudySettings
@@ -79,9 +80,9 @@ class Study:
 
     # ----- jobs ---------------------------------------------------------------------
     def retrain(self, name: str, seed: int, arch: Arch | str, epochs: int | None = None,
-                recipe: dict[str, float] | None = None) -> Job:
-        return Job("retrain", name, seed, epochs if epochs != self.settings.epochs else None, arch=str(arch),
-                   recipe=recipe)
+                recipe: dict[str, float] | None = None) -> RetrainJob:
+        return RetrainJob(name, seed, epochs if epochs != self.settings.epochs else None, arch=str(arch),
+                          recipe=recipe)
 
     def seeds_of(self, a: StudyArch) -> tuple[int, ...]:
         """The seeds an architecture is retrained with: --named-seeds for a named extra, else --seeds."""
@@ -98,30 +99,29 @@ class Study:
     def fitness_jobs(self, variants: bool) -> list[Job]:
         s = self.settings
         archs = tuple(str(a.arch) for a in self.archs)
-        jobs = [Job("fitness", sampler, archs=archs) for sampler in s.samplers]
-        jobs += [Job("fitness", sampler, epochs=epoch, archs=archs) for sampler in s.samplers
+        jobs = [FitnessJob(sampler, archs=archs) for sampler in s.samplers]
+        jobs += [FitnessJob(sampler, epochs=epoch, archs=archs) for sampler in s.samplers
                  for epoch in self.scored_epochs(sampler)]
-        return jobs + [Job("fitness", s.samplers[0], variant=v, archs=archs) for v in VARIANTS if v and variants]
+        return jobs + [FitnessJob(s.samplers[0], variant=v, archs=archs) for v in VARIANTS if v and variants]
 
     def ranker_jobs(self) -> list[Job]:
         """Rankers beyond the supernets' top-1 (`rankers`): every training-free proxy, and fine-tuning
         from the first sampler's supernet."""
         archs = tuple(str(a.arch) for a in self.archs)
-        return [Job("proxy", p, archs=archs) for p in PROXIES] + \
-            [Job("finetune", self.settings.samplers[0], archs=archs)]
+        return [ProxyJob(p, archs=archs) for p in PROXIES] + [FinetuneJob(self.settings.samplers[0], archs=archs)]
 
     def scored_epochs(self, sampler: str) -> list[int]:
         """The supernet checkpoints (epochs) before its last that every architecture is scored at."""
-        return scored_epochs(self.settings, self.space, Job("supernet", sampler))
+        return scored_epochs(self.settings, self.space, SupernetJob(sampler))
 
     def all_jobs(self) -> list[Job]:
         """Every job of the full study (trials, searches, finalize, tune), for its progress count."""
         s, first = self.settings, self.settings.samplers[0]
-        searches = [Job("search", k) for k in ("evolution", "random")]
-        winners = [Job("retrain", f"winner-{k}", seed) for k in ("evolution", "random") for seed in s.seeds]
+        searches = [SearchJob(k) for k in ("evolution", "random")]
+        winners = [RetrainJob(f"winner-{k}", seed) for k in ("evolution", "random") for seed in s.seeds]
         after = [job for seed in s.seeds for job in self.after_retrains(seed)]
-        return ([Job("supernet", sampler) for sampler in s.samplers] + [Job("supernet", first, scale=2)]
-                + self.ground_truth_jobs() + searches + winners + [Job("finalize"), Job("tune")] + after
+        return ([SupernetJob(sampler) for sampler in s.samplers] + [SupernetJob(first, scale=2)]
+                + self.ground_truth_jobs() + searches + winners + [FinalizeJob(), TuneJob()] + after
                 + self.probe_jobs())
 
     def planned(self) -> list[Job]:
@@ -136,8 +136,8 @@ class Study:
 
     def supernets_needed(self, fitness: list[Job], searches: list[Job]) -> list[Job]:
         """Supernets without a record, and those whose checkpoint is gone while a job still needs it."""
-        first = Job("supernet", self.settings.samplers[0])
-        fitness = [j for j in fitness if j.kind != "proxy"]  # proxies score untrained networks
+        first = SupernetJob(self.settings.samplers[0])
+        fitness = [j for j in fitness if not isinstance(j, ProxyJob)]  # proxies score untrained networks
         users = [j.supernet for j in fitness if self.pending(j)] + [first for j in searches if self.pending(j)]
         wanted = [j.supernet for j in fitness] + ([first] if searches else [])
         return [sn for sn in dict.fromkeys(wanted) if self.pending(sn) or
@@ -149,7 +149,7 @@ class Study:
         s, stages = self.settings, set(self.settings.stages)
         fitness = self.fitness_jobs("variants" in stages) if stages & {"fitness", "variants"} else []
         fitness += self.ranker_jobs() if "rankers" in stages else []
-        searches = [Job("search", k) for k in ("evolution", "random")] if "search" in stages else []
+        searches = [SearchJob(k) for k in ("evolution", "random")] if "search" in stages else []
         supernets = self.supernets_needed(fitness, searches)
         training = supernets + (self.ground_truth_jobs() if "retrain" in stages else []) + \
             (self.probe_jobs() if "probe" in stages else [])
@@ -157,7 +157,7 @@ class Study:
             try:
                 self.trials(training, again=supernets)
                 self.trials(fitness)
-                retrains = [self.retrain(f"winner-{j.name}", seed, self.search(j)) for j in searches
+                retrains = [self.retrain(f"winner-{j.strategy}", seed, self.search(j)) for j in searches
                             for seed in s.seeds]
                 self.trials(retrains + (self.after_search() if "after-search" in stages else []))
             finally:
@@ -179,7 +179,7 @@ class Study:
 
         run_trials(todo, self.setup, self.ray_address, on_done)
 
-    def search(self, job: Job) -> str:
+    def search(self, job: SearchJob) -> str:
         """Evolution or random search on the first sampler's supernet at the window's budget; the winner."""
         from ..rankers import fitness_set_for
         from ..search import SearchConfig, evolve
@@ -187,9 +187,9 @@ class Study:
 
         if (record := self.records.get(job)) is None:
             s = self.settings
-            checkpoint = str(self.setup.folder(Job("supernet", s.samplers[0])) / "last.pt")
+            checkpoint = str(self.setup.folder(SupernetJob(s.samplers[0])) / "last.pt")
             folder = self.setup.folder(job)
-            cfg = SearchConfig(strategy=job.name, population=s.population, generations=s.generations,
+            cfg = SearchConfig(strategy=job.strategy, population=s.population, generations=s.generations,
                                topk=max(2, s.population // 5), max_macs=self.budget)
             supernet = read_supernet(checkpoint)
             fitness = fitness_set_for(supernet.state, checkpoint, None, None, None, 10)
@@ -202,15 +202,15 @@ class Study:
     def after_search(self) -> list[Job]:
         """`finalize` and `tune` on the evolution search (each a Ray Tune experiment of its own); the retrainings
         that compare finalize's pick and the tuned recipe with the search's top-1 (`winner-evolution`)."""
-        self._after_search_step(Job("finalize"))
-        self._after_search_step(Job("tune"))
+        self._after_search_step(FinalizeJob())
+        self._after_search_step(TuneJob())
         return [job for seed in self.settings.seeds for job in self.after_retrains(seed)]
 
     def after_retrains(self, seed: int) -> list[Job]:
         """Finalize's pick retrained with the default recipe and with the tuned one (from tune's record, so a lost
         work folder loses nothing); the default only once tune's record shows that it kept the default, for the
         tuned retraining would repeat it to the bit."""
-        final, tune = self.records.get(Job("finalize")), self.records.get(Job("tune"))
+        final, tune = self.records.get(FinalizeJob()), self.records.get(TuneJob())
         default = self.retrain("finalized", seed, final["arch"] if final else "")
         if self.tune_kept_default():
             return [default]
@@ -218,13 +218,13 @@ class Study:
 
     def tune_kept_default(self) -> bool:
         """Whether tune's record holds a recipe that trains exactly as the study's default one."""
-        tune = self.records.get(Job("tune"))
+        tune = self.records.get(TuneJob())
         if tune is None:
             return False
-        default, tuned = Job("retrain", seed=0), Job("retrain", seed=0, recipe=tune["recipe"])
+        default, tuned = RetrainJob(seed=0), RetrainJob(seed=0, recipe=tune["recipe"])
         return retrain_config(self.settings, self.space, default) == retrain_config(self.settings, self.space, tuned)
 
-    def _after_search_step(self, job: Job) -> dict[str, Any]:
+    def _after_search_step(self, job: FinalizeJob | TuneJob) -> dict[str, Any]:
         import yaml
 
         from ..data import CacheConfig
@@ -238,7 +238,7 @@ class Study:
         setup = {"epochs": s.epochs, "seed": 0, "threads": self.setup.threads, "grace_epochs": 0,
                  "cache": CacheConfig()}
         resume, start = (folder / "tune").is_dir(), time.time()
-        if job.kind == "finalize":
+        if isinstance(job, FinalizeJob):
             spec = finalize(work / "search-evolution", s.finalize_topk, setup, folder, resume=resume,
                             ray_address=self.ray_address)
             record = {"arch": str(spec.arch), **{k: spec.metrics["finalize"][k] for k in ("search_rank", "trials")}}
@@ -274,18 +274,18 @@ class Study:
         """Rough wall minutes of the chosen stages' pending trainings at --est-images-per-s per trial: their work
         shared among the trials at once, but never less than the longest job, which runs as one trial."""
         images = self.train_images()
-        work = [self.setup.estimate_images(j, images) for j in self.planned() if j not in self.records]
+        work = [j.images(self.settings, images) for j in self.planned() if j not in self.records]
         wall = max(sum(work) / max(1, trials_at_once), max(work, default=0.0))
         return wall / self.settings.est_images_per_s / 60
 
 
 def _stages_of(job: Job) -> tuple[str, ...]:
     """The stages that run a job of `Study.all_jobs`."""
-    if job.kind == "supernet":
+    if isinstance(job, SupernetJob):
         return ("variants",) if job.scale != 1 else ("fitness", "search", "rankers")
-    if job.kind == "search" or job.name.startswith("winner-"):
+    if isinstance(job, SearchJob) or (isinstance(job, RetrainJob) and job.name.startswith("winner-")):
         return ("search",)
-    if job.kind in ("finalize", "tune") or job.name in AFTER_SEARCH:
+    if isinstance(job, (FinalizeJob, TuneJob)) or (isinstance(job, RetrainJob) and job.name in AFTER_SEARCH):
         return ("after-search",)
     return ("probe",) if job.epochs else ("retrain",)
 
