@@ -9,6 +9,7 @@ from pathlib import Path
 from ..io import atomic_write_text, new_figure, save_figure
 from ..space import format_macs
 from .goals import GOALS
+from .plan import Plan
 from .jobs import VARIANT_LABELS
 from ..rankers import FINETUNE_STEPS
 from .results import other_rankers, rankers
@@ -38,19 +39,19 @@ def scatter(result: dict, sampler: str, path: Path) -> bool:
     return True
 
 
-def write_results(path: Path, result: dict, study, command: str) -> None:
+def write_results(path: Path, result: dict, plan: Plan, command: str) -> None:
     """The markdown report of `result` (see `results.analyse`) and its plots, beside it."""
-    a = study.settings
-    lines = header_section(result, study, command)
+    a = plan.settings
+    lines = header_section(result, plan, command)
     lines += goals_section(result, a)
     for scope, entry in result["ranking"].items():
-        lines += ranking_section(scope, entry, a, study.budget)
+        lines += ranking_section(scope, entry, a, plan.budget)
     lines += variants_section(result, a)
-    lines += rankers_section(result, a, study.budget)
+    lines += rankers_section(result, a, plan.budget)
     lines += composition_section(result["composition"], a.samplers)
     lines += archs_section(result, a, path.with_suffix(".png"))
-    lines += winners_section(result["winners"], study.budget)
-    lines += search_pays_section(result.get("search_pays"), study.budget)
+    lines += winners_section(result["winners"], plan.budget)
+    lines += search_pays_section(result.get("search_pays"), plan.budget)
     lines += named_section(result.get("named"))
     lines += probe_section(result["schedule_probe"], a)
     lines += progress_section(result, path.with_name(path.stem + "-supernet.png"))
@@ -60,11 +61,11 @@ def write_results(path: Path, result: dict, study, command: str) -> None:
     atomic_write_text(path, "\n".join(lines))
 
 
-def header_section(result: dict, study, command: str) -> list[str]:
+def header_section(result: dict, plan: Plan, command: str) -> list[str]:
     """How far the study is, the command that continues it, and what was trained and measured how."""
-    a, space = study.settings, study.space
-    jobs = study.all_jobs()
-    done = sum(j in study.records for j in jobs)
+    a, space = plan.settings, plan.space
+    jobs = plan.all_jobs()
+    done = sum(j in plan.records for j in jobs)
     data_text = f"the first {a.classes} classes of `{a.data}`" if Path(a.data).is_dir() else f"`{a.data}`"
     out = Path(a.out).resolve()
     where = out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out

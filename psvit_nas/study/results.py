@@ -11,6 +11,7 @@ from ..rankers.calibrated import features, leave_one_out
 from ..space import Arch
 from .jobs import (VARIANTS, FinalizeJob, FinetuneJob, FitnessJob, ProxyJob, RetrainJob, SearchJob, SupernetJob,
                    TuneJob)
+from .plan import Plan
 from .stats import (MIN_ARCHS, composition, difference, evaluation_share, interval, kendall, noise_ceiling,
                     paired_difference, seed_variance, spearman, unpack)
 
@@ -35,27 +36,27 @@ def other_rankers() -> list[tuple[str, Callable[[dict], float | None]]]:
                   ("calibrated", lambda r: r.get("calibrated"))]
 
 
-def _rows(study) -> tuple[list[dict[str, Any]], dict[str, list]]:
+def _rows(plan: Plan) -> tuple[list[dict[str, Any]], dict[str, list]]:
     """One row per architecture whose every seed is retrained; per-image hits where every seed stored them."""
-    s, records = study.settings, study.records
+    s, records = plan.settings, plan.records
     fitness = [FitnessJob(sampler) for sampler in s.samplers] + \
         [FitnessJob(s.samplers[0], variant=v) for v in VARIANTS if v]
     scores = {job.key: records.get(job) or {} for job in fitness}
     proxies = {p: records.get(ProxyJob(p)) or {} for p in PROXIES}
     finetune = records.get(FinetuneJob(s.samplers[0])) or {}
     rows, hits = [], {}
-    for a in study.archs:
-        accs = [records.get(study.retrain(a.name, seed, a.arch)) for seed in s.seeds]
+    for a in plan.archs:
+        accs = [records.get(plan.retrain(a.name, seed, a.arch)) for seed in s.seeds]
         if any(r is None for r in accs):
             continue
         if all("val_correct" in r for r in accs):
             hits[str(a.arch)] = [unpack(r["val_correct"]) for r in accs]
-        cost = study.space.cost_table(a.arch)
+        cost = plan.space.cost_table(a.arch)
         row = {"group": a.group, "arch": str(a.arch), "macs": cost.macs, "params": cost.params,
                "seeds": [r["val_top1"] for r in accs]}
         row["mean"] = statistics.fmean(row["seeds"])
-        row["all_seeds"] = row["seeds"] + [r["val_top1"] for seed in study.seeds_of(a) if seed not in s.seeds
-                                           if (r := records.get(study.retrain(a.name, seed, a.arch)))]
+        row["all_seeds"] = row["seeds"] + [r["val_top1"] for seed in plan.seeds_of(a) if seed not in s.seeds
+                                           if (r := records.get(plan.retrain(a.name, seed, a.arch)))]
         for key, scored in scores.items():
             if (value := scored.get(str(a.arch))) is not None:
                 row[key.replace("fitness-", "fitness_", 1)] = value["top1"]
@@ -87,17 +88,17 @@ def _ranking(part: list[dict], hits: dict[str, list], seeds: tuple[int, ...], sa
     return entry
 
 
-def analyse(study) -> dict[str, Any]:
+def analyse(plan: Plan) -> dict[str, Any]:
     """study.json: the rows, the rankings, what each ranking rewards, the winners, the after-search records."""
-    s, records = study.settings, study.records
-    rows, hits = _rows(study)
-    calibrate(rows, study.space, s.samplers[0])
-    result = {"rows": rows, "seeds": list(s.seeds), "ranking": {}, "ranker_seconds": ranker_seconds(study)}
+    s, records = plan.settings, plan.records
+    rows, hits = _rows(plan)
+    calibrate(rows, plan.space, s.samplers[0])
+    result = {"rows": rows, "seeds": list(s.seeds), "ranking": {}, "ranker_seconds": ranker_seconds(plan)}
     for scope in ("all", "window"):
         part = [r for r in rows if scope == "all" or r["group"] == "window"]
         if len(part) >= 3:
             result["ranking"][scope] = _ranking(part, hits, s.seeds, s.samplers)
-    result["composition"] = composition(rows, rankers(s.samplers)[:len(s.samplers)] + other_rankers(), study.space)
+    result["composition"] = composition(rows, rankers(s.samplers)[:len(s.samplers)] + other_rankers(), plan.space)
     winners = {}
     for strategy in ("evolution", "random"):
         rec = records.get(SearchJob(strategy))
@@ -106,21 +107,21 @@ def analyse(study) -> dict[str, Any]:
             winners[strategy] = {**rec, "seeds": [r["val_top1"] for r in accs]}
     result["winners"] = winners
     after = {"top1": winners["evolution"]} if "evolution" in winners else {}
-    jobs = [job for seed in s.seeds for job in study.after_retrains(seed)]
+    jobs = [job for seed in s.seeds for job in plan.after_retrains(seed)]
     for name in dict.fromkeys(job.name for job in jobs):
         accs = [records.get(job) for job in jobs if job.name == name]
         if all(accs):
             after[name] = {"arch": accs[0]["arch"], "seeds": [r["val_top1"] for r in accs]}
     result["after_search"] = {"retrains": after, "finalize": records.get(FinalizeJob()),
-                              "tune": records.get(TuneJob()), "tune_kept_default": study.tune_kept_default()}
-    if pays := search_pays(result, study):
+                              "tune": records.get(TuneJob()), "tune_kept_default": plan.tune_kept_default()}
+    if pays := search_pays(result, plan):
         result["search_pays"] = pays
-    result["schedule_probe"] = schedule_probe(study, rows)
-    if progress := supernet_progress(study, rows):
+    result["schedule_probe"] = schedule_probe(plan, rows)
+    if progress := supernet_progress(plan, rows):
         result["supernet_progress"] = progress
-    if curves := learning_curves(study):
+    if curves := learning_curves(plan):
         result["curves"] = curves
-    if partial := partial_training(study):
+    if partial := partial_training(plan):
         result["partial_training"] = partial
     if named := named_against_baseline(rows):
         result["named"] = named
@@ -138,38 +139,38 @@ def calibrate(rows: list[dict], space, first: str) -> None:
         row["calibrated"] = predicted
 
 
-def ranker_seconds(study) -> dict[str, float]:
+def ranker_seconds(plan: Plan) -> dict[str, float]:
     """Mean seconds per architecture of each proxy and of the fine-tune ranker, as their records measured."""
-    jobs = [ProxyJob(p) for p in PROXIES] + [FinetuneJob(study.settings.samplers[0])]
+    jobs = [ProxyJob(p) for p in PROXIES] + [FinetuneJob(plan.settings.samplers[0])]
     out = {}
     for job in jobs:
-        if record := study.records.get(job):
+        if record := plan.records.get(job):
             out[job.proxy if isinstance(job, ProxyJob) else "finetune"] = statistics.fmean(v["seconds"] for v in
                                                                                     record.values())
     return out
 
 
-def learning_curves(study) -> dict[str, dict]:
+def learning_curves(plan: Plan) -> dict[str, dict]:
     """Record key -> the group and per-epoch validation top-1 of every retraining that kept its curve."""
     out = {}
-    for job, a in [(study.retrain(a.name, seed, a.arch), a) for a in study.archs for seed in study.seeds_of(a)] \
-            + list(zip(study.probe_jobs(), study.probe)):
-        record = study.records.get(job)
+    for job, a in [(plan.retrain(a.name, seed, a.arch), a) for a in plan.archs for seed in plan.seeds_of(a)] \
+            + list(zip(plan.probe_jobs(), plan.probe)):
+        record = plan.records.get(job)
         if record and record.get("curve"):
             out[job.key] = {"group": "extra" if a.named else a.group, "curve": record["curve"]}
     return out
 
 
-def schedule_probe(study, rows: list[dict]) -> dict | None:
+def schedule_probe(plan: Plan, rows: list[dict]) -> dict | None:
     """The probe's architectures at --probe-epochs against the study's schedule (the first seed, and the seeds'
     mean where every seed is in), and how MACs and each supernet rank the probe's order."""
-    s = study.settings
+    s = plan.settings
     by_arch = {r["arch"]: r for r in rows}
     probe = []
-    for job, a in zip(study.probe_jobs(), study.probe):
-        rec, first = study.records.get(job), study.records.get(study.retrain(a.name, s.seeds[0], a.arch))
+    for job, a in zip(plan.probe_jobs(), plan.probe):
+        rec, first = plan.records.get(job), plan.records.get(plan.retrain(a.name, s.seeds[0], a.arch))
         if rec and first:
-            cost = study.space.cost_table(a.arch)
+            cost = plan.space.cost_table(a.arch)
             row = by_arch.get(str(a.arch), {"group": a.group, "arch": str(a.arch), "macs": cost.macs,
                                             "params": cost.params})
             probe.append({"name": a.name, **row, "long": rec["val_top1"], "first_seed": first["val_top1"]})
@@ -186,7 +187,7 @@ def schedule_probe(study, rows: list[dict]) -> dict | None:
             "tau": {k: interval(v, long, kendall) for k, v in tau.items() if None not in v}}
 
 
-def supernet_progress(study, rows: list[dict]) -> dict[str, list[dict]]:
+def supernet_progress(plan: Plan, rows: list[dict]) -> dict[str, list[dict]]:
     """Sampler -> one point per scored supernet checkpoint and the last (`--score-every`): Kendall tau of its
     fitness against the seeds' mean across the space and inside the window, the change across the space since
     the first checkpoint (paired bootstrap over architectures), and tau of its fitness against MACs: what
@@ -195,14 +196,14 @@ def supernet_progress(study, rows: list[dict]) -> dict[str, list[dict]]:
     from .jobs import supernet_epochs
 
     out = {}
-    for sampler in study.settings.samplers:
-        epochs = study.scored_epochs(sampler)
+    for sampler in plan.settings.samplers:
+        epochs = plan.scored_epochs(sampler)
         if not epochs:
             continue
-        paths, last = supernet_epochs(study.settings, study.space, SupernetJob(sampler))
+        paths, last = supernet_epochs(plan.settings, plan.space, SupernetJob(sampler))
         points, first = [], None
         for epoch in [*epochs, last]:
-            scores = study.records.get(FitnessJob(sampler, epochs=epoch if epoch != last else None))
+            scores = plan.records.get(FitnessJob(sampler, epochs=epoch if epoch != last else None))
             if scores:
                 first = first or scores
                 points.append({"epoch": epoch, "compute": epoch * paths, **_progress_point(scores, first, rows)})
@@ -227,17 +228,17 @@ def _progress_point(scores: dict, first: dict, rows: list[dict]) -> dict:
     return point
 
 
-def partial_training(study) -> dict | None:
+def partial_training(plan: Plan) -> dict | None:
     """How early a retraining's order shows: Kendall tau of the first seed's validation top-1 after k epochs
     (a rung of ASHA inside the full schedule, learning rate not annealed) against the final top-1 of the same
     run (what ASHA's pick is judged by) and of the second seed (what the architecture is worth, free of that
     run's noise), over every architecture whose two first seeds kept their curves."""
-    s = study.settings
+    s = plan.settings
     if len(s.seeds) < 2:
         return None
     runs = []
-    for a in study.archs:
-        recs = [study.records.get(study.retrain(a.name, seed, a.arch)) for seed in s.seeds[:2]]
+    for a in plan.archs:
+        recs = [plan.records.get(plan.retrain(a.name, seed, a.arch)) for seed in s.seeds[:2]]
         if all(r and len(r.get("curve", ())) == s.epochs for r in recs):
             runs.append(recs)
     if len(runs) < MIN_ARCHS:
@@ -256,7 +257,7 @@ def _named(rows: list[dict]) -> list[dict]:
     return [{**r, "seeds": r["all_seeds"]} for r in rows if r.get("name")]
 
 
-def search_pays(result: dict, study) -> dict | None:
+def search_pays(result: dict, plan: Plan) -> dict | None:
     """Does the search pay: the delivered architecture (finalize's pick, default recipe) less the search's top-1,
     random search's winner and each named architecture, each difference of the seeds' means with its standard
     error, one retraining's variance pooled over every architecture of the study. Each carries its `role`:
@@ -272,7 +273,7 @@ def search_pays(result: dict, study) -> dict | None:
     others += [(f"`{r['name']}`", "baseline" if i == 0 else "named", r) for i, r in enumerate(_named(result["rows"]))]
 
     def entry(label: str, model: dict) -> dict:
-        macs = study.space.cost_table(Arch.parse(model["arch"])).macs
+        macs = plan.space.cost_table(Arch.parse(model["arch"])).macs
         return {"label": label, "arch": model["arch"], "macs": macs, "seeds": model["seeds"],
                 "mean": statistics.fmean(model["seeds"])}
 
