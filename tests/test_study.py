@@ -415,7 +415,7 @@ def test_the_delivered_architecture_against_the_obvious_models(tmp_path):
     difference with its pooled standard error, the goal rows judged on random's winner and the baseline only (the
     top-1 and the other named architectures are context, no goal of their own)."""
     from psvit_nas.study import analyse, write_results
-    from psvit_nas.study.goals import issue19
+    from psvit_nas.study.goals import settled_goals
     from psvit_nas.study.jobs import FinalizeJob, SearchJob
 
     study = _synthetic_study(tmp_path, extra=("layers=all-layer", "reattns=all-reattn"))
@@ -442,7 +442,7 @@ def test_the_delivered_architecture_against_the_obvious_models(tmp_path):
     assert [r["diff"] for r in pays["others"]] == pytest.approx([5.0, -1.0, 45.5 - acc["layers"] - 0.5,
                                                                  45.5 - acc["reattns"] - 0.5])
     assert [r["se"] for r in pays["others"]] == pytest.approx([se] * 4)
-    goals = {goal.split(" beats ")[1].split(" by ")[0]: met for goal, _, met in issue19(result, study.settings)
+    goals = {goal.split(" beats ")[1].split(" by ")[0]: met for goal, _, met in settled_goals(result, study.settings)
              if " beats " in goal}
     assert goals == {"random search's winner": False, "`layers`": True}  # -1.00 is within 2 SE; +7.00 is not
     write_results(tmp_path / "results.md", result, study, "psvit-nas study ...")

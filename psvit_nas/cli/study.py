@@ -139,7 +139,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-address", default=None, help="Ray cluster address, e.g. auto (default: start locally)")
     p.add_argument("--est-images-per-s", type=float, default=D.est_images_per_s, help="one trial's training "
                    "speed, for the time estimate")
-    p.add_argument("--goals", choices=["9", "19"], default=D.goals, help="the issue whose goals the report opens "
-                   "with (default 19: a settled ground truth, supernets that rank by it, a search that pays)")
+    p.add_argument("--goals", choices=["ranking", "settled"], default=D.goals, help="the goals the report opens "
+                   "with (default settled: a settled ground truth, supernets that rank by it, a search that pays; "
+                   "ranking: the earlier studies' ground truth, supernets and evolution against random)")
     p.add_argument("--report-only", action="store_true", help="write the report from the records, run nothing")
     p.add_argument("--command-line", help=argparse.SUPPRESS)  # what the report shows (scripts/study_ranking.py)

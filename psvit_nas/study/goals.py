@@ -1,8 +1,9 @@
-"""The goals a study is judged by, one function per issue that set them: (goal, measured, met) rows. A statistic
-that is undefined meets no goal."""
+"""The goals a study is judged by, in one place: each set of goals named for what it checks, as (goal,
+measured, met) rows, and the goal for the best ranker. A statistic that is undefined meets no goal."""
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 from typing import Callable
 
 from .stats import seeds_needed, value
@@ -62,7 +63,8 @@ def seeds_text(rows: list[dict], threshold: float) -> str:
         f" (not even two means of 64 seeds each would agree at tau {threshold:g})"
 
 
-def issue9(result: dict, a) -> list[Row]:
+def ranking_goals(result: dict, a) -> list[Row]:
+    """A ground truth that reproduces itself, supernets that rank by it, evolution at least as good as random."""
     rows = _self_row(result, 0.7) + _ranker_rows(result, a, 0.7, 0.0)
     winners = result["winners"]
     if set(winners) == {"evolution", "random"}:
@@ -72,7 +74,7 @@ def issue9(result: dict, a) -> list[Row]:
     return rows
 
 
-def issue19(result: dict, a) -> list[Row]:
+def settled_goals(result: dict, a) -> list[Row]:
     """A settled ground truth, supernets that rank by it, and a search that beats the obvious models."""
     rows = []
     if (probe := result.get("schedule_probe")) and (tau := probe["tau"].get(f"{a.epochs} epochs, seed {a.seeds[0]}")):
@@ -87,4 +89,27 @@ def issue19(result: dict, a) -> list[Row]:
     return rows
 
 
-GOALS: dict[str, Callable[[dict, object], list[Row]]] = {"9": issue9, "19": issue19}
+def best_ranker(ranking: dict, names: list[str]) -> dict | None:
+    """The best ranker of `names` across the space, its margins over MACs alone in each scope, and whether it
+    meets tau >= 0.7 and MACs + 0.2 in both scopes; None when none is scored."""
+    everywhere = ranking.get("all", {})
+    scored = [(value(everywhere[n]["tau"]), n) for n in names if n in everywhere and value(everywhere[n]["tau"])
+              is not None]
+    if not scored:
+        return None
+    best_tau, best = max(scored)
+    margins = {scope: value(entry[best]["tau"]) - value(entry["macs"]["tau"]) for scope, entry in ranking.items()
+               if best in entry and value(entry[best]["tau"]) is not None and value(entry["macs"]["tau"]) is not None}
+    met = best_tau >= 0.7 and len(margins) == 2 and min(margins.values()) >= 0.2
+    return {"name": best, "tau": best_tau, "margins": margins, "met": met}
+
+
+@dataclass(frozen=True)
+class Goals:
+    """A set of goals: how a result is judged, and the issue that set them (named in the report's heading)."""
+
+    judge: Callable[[dict, object], list[Row]]
+    issue: str
+
+
+GOALS: dict[str, Goals] = {"ranking": Goals(ranking_goals, "9"), "settled": Goals(settled_goals, "19")}

@@ -6,37 +6,15 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from ..io import atomic_write_text, new_figure, save_figure
+from ..io import atomic_write_text
 from ..space import format_macs
-from .goals import GOALS
+from .goals import GOALS, best_ranker
 from .plan import Plan
+from .plots import curves_plot, progress_plot, scatter
 from .jobs import VARIANT_LABELS
 from ..rankers import FINETUNE_STEPS
 from .results import other_rankers, rankers
-from .stats import fmt, value
-
-
-def scatter(result: dict, sampler: str, path: Path) -> bool:
-    rows = [r for r in result["rows"] if f"fitness_{sampler}" in r]
-    if not rows:
-        return False
-    fig, ax = new_figure(6, 4.5)
-    for r in rows:
-        x = r[f"fitness_{sampler}"]
-        ax.plot([x, x], [min(r["seeds"]), max(r["seeds"])], color="0.7", lw=1, zorder=1)
-    for k, marker in zip(range(len(result["seeds"])), "os^v"):
-        points = ax.scatter([r[f"fitness_{sampler}"] for r in rows], [r["seeds"][k] for r in rows],
-                            c=[r["macs"] / 1e6 for r in rows], cmap="viridis", marker=marker, s=36, zorder=2,
-                            label=f"seed {result['seeds'][k]}", edgecolors=["red" if r["group"] == "window" else
-                                                                           "none" for r in rows])
-    fig.colorbar(points, ax=ax, label="MACs (M)")
-    ax.set_xlabel(f"inherited-weight fitness, {sampler} supernet (held-out train top-1 %)")
-    ax.set_ylabel("retrained from scratch: val top-1 (%)")
-    ax.set_title("supernet ranking against retraining (red edge: budget window)")
-    ax.legend(loc="lower right")
-    ax.grid(alpha=0.3)
-    save_figure(fig, path)
-    return True
+from .stats import fmt
 
 
 def write_results(path: Path, result: dict, plan: Plan, command: str) -> None:
@@ -190,10 +168,11 @@ def _beyond(r: dict) -> str:
 
 def goals_section(result: dict, a) -> list[str]:
     """The goals of the issue the study answers (`--goals`), each met or missed by the numbers below it."""
-    rows = GOALS[a.goals](result, a)
+    goals = GOALS[a.goals]
+    rows = goals.judge(result, a)
     if not rows:
         return []
-    return [f"## Goals (issue {a.goals})", "", "| goal | measured | |", "|---|---|---|",
+    return [f"## Goals (issue {goals.issue})", "", "| goal | measured | |", "|---|---|---|",
             *(f"| {goal} | {measured} | {'met' if ok else '**missed**'} |" for goal, measured, ok in rows), ""]
 
 
@@ -252,20 +231,13 @@ def rankers_section(result: dict, a, budget: float) -> list[str]:
 
 
 def _best_ranker(ranking: dict, names: list[str]) -> list[str]:
-    """Issue 21's goal for the best ranker across the space: tau >= 0.7, and MACs + 0.2 in both scopes."""
-    everywhere = ranking.get("all", {})
-    scored = [(value(everywhere[n]["tau"]), n) for n in names if n in everywhere and value(everywhere[n]["tau"])
-              is not None]
-    if not scored:
+    """The sentence that judges the best ranker (`goals.best_ranker`)."""
+    if (best := best_ranker(ranking, names)) is None:
         return []
-    best_tau, best = max(scored)
-    margins = {scope: value(entry[best]["tau"]) - value(entry["macs"]["tau"]) for scope, entry in ranking.items()
-               if best in entry and value(entry[best]["tau"]) is not None and value(entry["macs"]["tau"]) is not None}
-    met = best_tau >= 0.7 and len(margins) == 2 and min(margins.values()) >= 0.2
-    return [f"Best across the space: **{best}** at tau {best_tau:.2f}, "
+    return [f"Best across the space: **{best['name']}** at tau {best['tau']:.2f}, "
             + ", ".join(f"{m:+.2f} over MACs {'across the space' if s == 'all' else 'inside the window'}"
-                        for s, m in margins.items())
-            + f". Goal (tau >= 0.7 and MACs + 0.2 in both): **{'met' if met else 'missed'}**."]
+                        for s, m in best["margins"].items())
+            + f". Goal (tau >= 0.7 and MACs + 0.2 in both): **{'met' if best['met'] else 'missed'}**."]
 
 
 def composition_section(comp: dict[str, dict], samplers: tuple[str, ...]) -> list[str]:
@@ -309,7 +281,6 @@ def progress_section(result: dict, path: Path) -> list[str]:
     progress = result.get("supernet_progress", {})
     if not progress:
         return []
-    fig, ax = new_figure(6.5, 4)
     lines = ["## The supernets' ranking as they train", "", "Kendall tau of each supernet's fitness (its checkpoint "
              "after that many epochs) against the seeds' mean; 90 % intervals. Compute counts uniform-path epochs' "
              "worth of images: a sampler of k paths per step spends k of them per epoch. The change since the "
@@ -317,20 +288,11 @@ def progress_section(result: dict, path: Path) -> list[str]:
              "tau of the fitness against MACs: how much the supernet has come to reward size.", "",
              "| sampler | epoch | compute | tau across the space | since the first checkpoint | tau inside the window "
              "| fitness against MACs |", "|---|---:|---:|---|---|---|---|"]
-    for k, (sampler, points) in enumerate(progress.items()):
-        for scope, style in (("all", "-o"), ("window", "--s")):  # one colour per sampler
-            defined = [(p["compute"], value(p[scope])) for p in points if value(p[scope]) is not None]
-            ax.plot([e for e, _ in defined], [t for _, t in defined], style, color=f"C{k}",
-                    label=f"{sampler} ({'across the space' if scope == 'all' else 'inside the window'})")
+    for sampler, points in progress.items():
         lines += [f"| {sampler} | {p['epoch']} | {p['compute']} | {fmt(p['all'])} | "
                   f"{fmt(p['change']) if 'change' in p else ''} | {fmt(p['window'])} | {fmt(p['macs'])} |"
                   for p in points]
-    ax.axhline(0, color="0.6", lw=0.8)
-    ax.set_xlabel("supernet compute (uniform-path epochs of images)")
-    ax.set_ylabel("Kendall tau against retraining")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    save_figure(fig, path)
+    progress_plot(progress, path)
     return lines + ["", f"![supernet ranking as it trains]({path.name})", ""]
 
 
@@ -339,20 +301,7 @@ def curves_section(result: dict, path: Path) -> list[str]:
     runs = result.get("curves", {})
     if not runs:
         return []
-    fig, ax = new_figure(7.5, 4.5)
-    colors = {"spread": "tab:blue", "window": "tab:orange"}
-    for key, run in sorted(runs.items()):
-        ax.plot(range(1, len(run["curve"]) + 1), run["curve"], color=colors.get(run["group"], "tab:green"),
-                lw=2 if run["group"] not in colors else 0.8, alpha=0.8,
-                label=key if run["group"] not in colors else None)
-    for group, color in colors.items():
-        ax.plot([], [], color=color, label=group)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation top-1 (%)")
-    ax.set_title(f"learning curves of {len(runs)} retrainings")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    save_figure(fig, path)
+    curves_plot(runs, path)
     return ["## Learning curves", "", f"Validation top-1 after every epoch of {len(runs)} retrainings (blue: "
             "spread, orange: window, bold: named extras).", "", f"![learning curves]({path.name})", ""]
 
