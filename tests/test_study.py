@@ -346,7 +346,7 @@ def test_schedule_check_and_learning_curves_from_records(tmp_path):
     assert probe["tau"]["4 epochs (mean of seeds)"][0] == pytest.approx(expected)
     assert len(result["curves"]) == 7 * 2 + 4 and result["curves"]["retrain-layers-seed0"]["group"] == "extra"
     assert [r.get("name") for r in result["rows"] if r["group"] == "window"] == [None, None, "layers"]
-    write_results(tmp_path / "results.md", result, study, "psvit-nas study ...")
+    write_results(tmp_path / "results.md", result, study.settings, "psvit-nas study ...")
     text = (tmp_path / "results.md").read_text()
     assert "## The ground truth at a shorter schedule: 2 epochs against 4" in text
     assert "![learning curves](results-curves.png)" in text and (tmp_path / "results-curves.png").stat().st_size
@@ -403,7 +403,7 @@ def test_partial_training_order_and_named_architectures_against_the_baseline(tmp
     assert mine["diff"] == pytest.approx(acc["mine"] - acc["layers"])
     assert mine["se"] == pytest.approx(np.sqrt(s2 / 4 + s2 / 4))
     assert [len(r["seeds"]) for r in result["rows"]] == [2] * 8  # the rankings take the study's seeds
-    write_results(tmp_path / "results.md", result, study, "psvit-nas study ...")
+    write_results(tmp_path / "results.md", result, study.settings, "psvit-nas study ...")
     text = (tmp_path / "results.md").read_text()
     assert "## How early the order shows: after k of 4 epochs" in text
     assert "## Named architectures against `layers`" in text and "trained before validation re-estimated" in text
@@ -445,7 +445,7 @@ def test_the_delivered_architecture_against_the_obvious_models(tmp_path):
     goals = {goal.split(" beats ")[1].split(" by ")[0]: met for goal, _, met in settled_goals(result, study.settings)
              if " beats " in goal}
     assert goals == {"random search's winner": False, "`layers`": True}  # -1.00 is within 2 SE; +7.00 is not
-    write_results(tmp_path / "results.md", result, study, "psvit-nas study ...")
+    write_results(tmp_path / "results.md", result, study.settings, "psvit-nas study ...")
     text = (tmp_path / "results.md").read_text()
     assert "## Does the search pay?" in text and "| finalize's pick (delivered) |" in text
     assert f"| +5.00 | {se:.2f} | better |" in text and f"| -1.00 | {se:.2f} | no |" in text
@@ -541,7 +541,7 @@ def test_tau_against_supernet_epochs_is_reported_from_each_checkpoint(tmp_path):
     change = points[-1]["change"]  # the last checkpoint against the first, paired over the same architectures
     assert change[0] == pytest.approx(points[-1]["all"][0] - points[0]["all"][0]) and change[1] <= change[0]
     assert -1 <= points[-1]["macs"][0] <= 1
-    write_results(tmp_path / "results.md", result, study, "psvit-nas study ...")
+    write_results(tmp_path / "results.md", result, study.settings, "psvit-nas study ...")
     text = (tmp_path / "results.md").read_text()
     assert "## The supernets' ranking as they train" in text and "| uniform | 15 | 15 | 1.00 [1.00, 1.00] |" in text
     assert (tmp_path / "results-supernet.png").stat().st_size > 0
@@ -573,7 +573,7 @@ def test_rankers_and_the_calibrated_fit_are_reported_against_the_ground_truth(tm
     assert "calibrated" in everywhere and -1 <= everywhere["calibrated"]["tau"][0] <= 1
     assert result["ranker_seconds"] == {p: pytest.approx(0.5) for p in PROXIES}
     assert "synflow" in result["composition"]["layer"]
-    write_results(tmp_path / "results.md", result, study, "psvit-nas study ...")
+    write_results(tmp_path / "results.md", result, study.settings, "psvit-nas study ...")
     text = (tmp_path / "results.md").read_text()
     assert "## Rankers beyond weight sharing" in text and "Best across the space: **synflow** at tau 1.00" in text
 

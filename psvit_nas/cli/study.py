@@ -77,7 +77,7 @@ def cmd_study(args: argparse.Namespace) -> None:
         result = analyse(study)
         atomic_write_text(Path(settings.out) / "study.json", json.dumps(result, indent=1))
         line = args.command_line or shlex.join(["psvit-nas", *rerun_args(args.argv)])
-        write_results(Path(settings.results), result, study, line)
+        write_results(Path(settings.results), result, settings, line)
     print(f"wrote {settings.results} and {Path(settings.out) / 'study.json'}")
 
 

@@ -7,29 +7,30 @@ import statistics
 from pathlib import Path
 
 from ..io import atomic_write_text
+from ..rankers import FINETUNE_STEPS
 from ..space import format_macs
 from .goals import GOALS, best_ranker
-from .plan import Plan
-from .plots import curves_plot, progress_plot, scatter
 from .jobs import VARIANT_LABELS
-from ..rankers import FINETUNE_STEPS
+from .plots import curves_plot, progress_plot, scatter
 from .results import other_rankers, rankers
+from .settings import StudySettings
 from .stats import fmt
 
 
-def write_results(path: Path, result: dict, plan: Plan, command: str) -> None:
-    """The markdown report of `result` (see `results.analyse`) and its plots, beside it."""
-    a = plan.settings
-    lines = header_section(result, plan, command)
+def write_results(path: Path, result: dict, a: StudySettings, command: str) -> None:
+    """The markdown report of `result` (see `results.analyse`: all it reads, with the study's settings `a`) and
+    its plots, beside it."""
+    budget = result["plan"]["budget"]
+    lines = header_section(result, a, command)
     lines += goals_section(result, a)
     for scope, entry in result["ranking"].items():
-        lines += ranking_section(scope, entry, a, plan.budget)
+        lines += ranking_section(scope, entry, a, budget)
     lines += variants_section(result, a)
-    lines += rankers_section(result, a, plan.budget)
+    lines += rankers_section(result, a, budget)
     lines += composition_section(result["composition"], a.samplers)
     lines += archs_section(result, a, path.with_suffix(".png"))
-    lines += winners_section(result["winners"], plan.budget)
-    lines += search_pays_section(result.get("search_pays"), plan.budget)
+    lines += winners_section(result["winners"], budget)
+    lines += search_pays_section(result.get("search_pays"), budget)
     lines += named_section(result.get("named"))
     lines += probe_section(result["schedule_probe"], a)
     lines += progress_section(result, path.with_name(path.stem + "-supernet.png"))
@@ -39,19 +40,17 @@ def write_results(path: Path, result: dict, plan: Plan, command: str) -> None:
     atomic_write_text(path, "\n".join(lines))
 
 
-def header_section(result: dict, plan: Plan, command: str) -> list[str]:
+def header_section(result: dict, a: StudySettings, command: str) -> list[str]:
     """How far the study is, the command that continues it, and what was trained and measured how."""
-    a, space = plan.settings, plan.space
-    jobs = plan.all_jobs()
-    done = sum(j in plan.records for j in jobs)
+    plan = result["plan"]
     data_text = f"the first {a.classes} classes of `{a.data}`" if Path(a.data).is_dir() else f"`{a.data}`"
     out = Path(a.out).resolve()
     where = out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out
     return ["# Search quality on real images", "",
             f"Written by `psvit-nas study` from its records in `{where}/records`: "
-            f"**{done} of {len(jobs)} jobs done**; rerun the command to continue:", "",
+            f"**{plan['done']} of {plan['jobs']} jobs done**; rerun the command to continue:", "",
             "```bash", command, "```", "",
-            f"Data: {data_text}; space `{space.name}`; every architecture "
+            f"Data: {data_text}; space `{plan['space']}`; every architecture "
             f"retrained from scratch for {a.epochs} epochs (batch {a.batch_size}, lr {a.retrain_lr}) with seeds "
             f"{', '.join(map(str, result['seeds']))}"
             + (f" and scored on the validation images plus {a.gt_holdout} training images per class that its "

@@ -89,7 +89,8 @@ def _ranking(part: list[dict], hits: dict[str, list], seeds: tuple[int, ...], sa
 
 
 def analyse(plan: Plan) -> dict[str, Any]:
-    """study.json: the rows, the rankings, what each ranking rewards, the winners, the after-search records."""
+    """study.json: the rows, the rankings, what each ranking rewards, the winners, the after-search records,
+    how far the plan is: plain data, all the report reads."""
     s, records = plan.settings, plan.records
     rows, hits = _rows(plan)
     calibrate(rows, plan.space, s.samplers[0])
@@ -125,6 +126,9 @@ def analyse(plan: Plan) -> dict[str, Any]:
         result["partial_training"] = partial
     if named := named_against_baseline(rows):
         result["named"] = named
+    jobs = plan.all_jobs()
+    result["plan"] = {"space": plan.space.name, "budget": plan.budget, "jobs": len(jobs),
+                      "done": sum(job in records for job in jobs)}
     return result
 
 
