@@ -11,7 +11,7 @@ from ..rankers.calibrated import features, leave_one_out
 from ..space import Arch
 from .jobs import (VARIANTS, FinalizeJob, FinetuneJob, FitnessJob, ProxyJob, RetrainJob, SearchJob, SupernetJob,
                    TuneJob)
-from .plan import Plan
+from .plan import SEARCHES, Plan
 from .stats import (MIN_ARCHS, composition, difference, evaluation_share, interval, kendall, noise_ceiling,
                     paired_difference, seed_variance, spearman, unpack)
 
@@ -101,7 +101,7 @@ def analyse(plan: Plan) -> dict[str, Any]:
             result["ranking"][scope] = _ranking(part, hits, s.seeds, s.samplers)
     result["composition"] = composition(rows, rankers(s.samplers)[:len(s.samplers)] + other_rankers(), plan.space)
     winners = {}
-    for strategy in ("evolution", "random"):
+    for strategy in SEARCHES:
         rec = records.get(SearchJob(strategy))
         accs = [records.get(RetrainJob(f"winner-{strategy}", seed)) for seed in s.seeds]
         if rec and all(accs):
