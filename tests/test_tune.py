@@ -88,6 +88,19 @@ def test_search_pipeline_never_reads_the_validation_split(tmp_path, tiny_imagene
         (str(r["rung"]), f"#{r['search_rank']}") for r in table]
     assert (tmp_path / "final" / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
 
+    # killed between rungs: the rerun does not repeat the finished first rung
+    finalize = ["finalize", "--search", str(tmp_path / "search"), "--topk", "3", "--rungs", "1", "--epochs", "2",
+                "--out", str(tmp_path / "final")]
+    done = {p: p.stat().st_mtime_ns for p in (tmp_path / "final").glob("rung-1/trials/*/metrics.jsonl")}
+    shutil.rmtree(tmp_path / "final" / "rung-2")
+    (tmp_path / "final" / "final.yaml").unlink()
+    assert main(finalize) == 2  # the folder holds a run: it is not overwritten without --resume
+    assert main([*finalize, "--resume"]) == 0
+    assert len(done) == 3 and {p: p.stat().st_mtime_ns for p in
+                               (tmp_path / "final").glob("rung-1/trials/*/metrics.jsonl")} == done
+    resumed = ArchSpec.from_yaml(tmp_path / "final" / "final.yaml").metrics["finalize"]
+    assert resumed["scheme"] == "halving 1" and [r["rung"] for r in resumed["trials"]] == [2, 2, 1, 1, 1]
+
     assert main(["tune", "--arch", str(tmp_path / "final" / "final.yaml"), "--samples", "2", "--epochs", "2",
                  "--out", str(tmp_path / "tune")]) == 0
     result = yaml.safe_load((tmp_path / "tune" / "recipe.yaml").read_text())
@@ -166,7 +179,7 @@ def test_bad_input_one_line_exit_2(tmp_path, digits_search, capsys, shared_ray):
 @pytest.mark.slow
 def test_killed_finalize_resumes_without_repeating_finished_trials(tmp_path, digits_search, shared_ray):
     out = tmp_path / "final"
-    argv = [sys.executable, "-m", "psvit_nas.cli", "finalize", "--search", str(digits_search), "--topk", "4",
+    argv = [sys.executable, "-m", "psvit_nas.cli", "finalize", "--search", str(digits_search), "--topk", "3",
             "--epochs", "2", "--out", str(out)]
     env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
     proc = subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
@@ -178,36 +191,20 @@ def test_killed_finalize_resumes_without_repeating_finished_trials(tmp_path, dig
     deadline = time.time() + 300
     while not finished() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
-    time.sleep(1)  # let Tune record the finished trial in its experiment state (three more trials to go)
+    time.sleep(1)  # let Tune record the finished trial in its experiment state (two more trials to go)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     before = finished()
     assert before and not (out / "final.yaml").exists()
-    assert main(["finalize", "--search", str(digits_search), "--topk", "4", "--epochs", "2", "--out", str(out),
+    assert main(["finalize", "--search", str(digits_search), "--topk", "3", "--epochs", "2", "--out", str(out),
                  "--resume"]) == 0
     final = ArchSpec.from_yaml(out / "final.yaml")
-    assert len(final.metrics["finalize"]["trials"]) == 4
+    assert len(final.metrics["finalize"]["trials"]) == 3
     after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("trials/*/metrics.jsonl")}
     assert all(after[t] == m for t, m in before.items())  # finished trials were not run again
     for folder in out.glob("trials/*"):
         epochs = [json.loads(line)["epoch"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
         assert epochs == list(range(1, len(epochs) + 1))  # resumed trials continued, no epoch twice
-
-
-@pytest.mark.slow
-def test_halving_killed_between_rungs_resumes_without_repeating_the_first(tmp_path, digits_search, shared_ray):
-    out = tmp_path / "final"
-    argv = ["finalize", "--search", str(digits_search), "--topk", "2", "--rungs", "1", "--epochs", "2", "--out",
-            str(out)]
-    assert main(argv) == 0
-    done = {p: p.stat().st_mtime_ns for p in out.glob("rung-1/trials/*/metrics.jsonl")}
-    shutil.rmtree(out / "rung-2")  # as if killed before the last rung began
-    (out / "final.yaml").unlink()
-    assert main(argv) == 2  # the folder holds a run: it is not overwritten without --resume
-    assert main([*argv, "--resume"]) == 0
-    assert len(done) == 2 and {p: p.stat().st_mtime_ns for p in out.glob("rung-1/trials/*/metrics.jsonl")} == done
-    final = ArchSpec.from_yaml(out / "final.yaml").metrics["finalize"]
-    assert final["scheme"] == "halving 1" and [r["rung"] for r in final["trials"]] == [2, 1, 1]
 
 
 def test_trials_get_absolute_data_paths(tmp_path, monkeypatch):
