@@ -86,14 +86,13 @@ class Plan:
         searches = [SearchJob(k) for k in SEARCHES]
         winners = [RetrainJob(f"winner-{k}", seed) for k in SEARCHES for seed in s.seeds]
         after = [job for seed in s.seeds for job in self.after_retrains(seed)]
-        table = {"fitness": supernets + self.fitness_jobs(variants=False),
-                 "retrain": self.ground_truth_jobs(),
-                 "search": [SupernetJob(first)] + searches + winners,
-                 "after-search": [FinalizeJob(), TuneJob()] + after,
-                 "variants": [SupernetJob(first, scale=2)] + self.fitness_jobs(variants=True),
-                 "probe": self.probe_jobs(),
-                 "rankers": [SupernetJob(first)] + self.ranker_jobs()}
-        return table
+        return {"fitness": supernets + self.fitness_jobs(variants=False),
+                "retrain": self.ground_truth_jobs(),
+                "search": [SupernetJob(first)] + searches + winners,
+                "after-search": [FinalizeJob(), TuneJob()] + after,
+                "variants": [SupernetJob(first, scale=2)] + self.fitness_jobs(variants=True),
+                "probe": self.probe_jobs(),
+                "rankers": [SupernetJob(first)] + self.ranker_jobs()}
 
     def jobs(self, stages: tuple[str, ...] = STAGES) -> list[Job]:
         """The jobs of the given stages, each once, in the table's order."""
