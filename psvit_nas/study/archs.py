@@ -27,7 +27,7 @@ class StudyArch:
         return not self.name.startswith(self.group)
 
 
-def check_budget(space: SearchSpace, budget: float) -> None:
+def check_window(space: SearchSpace, budget: float) -> None:
     """A window that holds no architecture is bad input."""
     low, high = space.cost_table.macs_range
     if not low <= budget * (1 + WINDOW) or not budget * (1 - WINDOW) <= high:

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..baselines import layer_family
 from ..rankers import PROXIES
 from ..space import Arch, SearchSpace, parse_budget
-from .archs import StudyArch, check_budget, parse_extra, pick_archs, probe_archs
+from .archs import StudyArch, check_window, parse_extra, pick_archs, probe_archs
 from .jobs import (VARIANTS, FinalizeJob, FinetuneJob, FitnessJob, Job, ProxyJob, RetrainJob, SearchJob,
                    SupernetJob, TuneJob, retrain_config, scored_epochs)
 from .records import Records
@@ -25,7 +25,7 @@ class Plan:
         s = self.settings = settings
         self.space = SearchSpace.from_yaml(s.config)
         self.budget = parse_budget(s.budget, field_name="--budget") if s.budget else self.space.median_macs()
-        check_budget(self.space, self.budget)
+        check_window(self.space, self.budget)
         extras = [parse_extra(text, self.space, self.budget, s.window > 0) for text in s.extra]
         self.records = Records(Path(s.out).resolve() / "records")
         self._check_records()
