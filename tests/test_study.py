@@ -364,9 +364,16 @@ def test_the_time_estimate_shares_the_work_among_trials_but_never_undercuts_the_
     assert study.estimate_minutes(1) == pytest.approx(total / rate / 60)
     assert study.estimate_minutes(2) == pytest.approx(total / 2 / rate / 60)
     assert study.estimate_minutes(1000) == pytest.approx(work[longest] / rate / 60)  # one trial runs the longest
-    for job, images_of_job in work.items():  # every training done but the longest: more trials at once do not help
+    for job, images_of_job in work.items():  # every training done but the longest
         if job != longest and images_of_job > 0:
             study.records.put(job, {"val_top1": 0.0})
+    again = study.supernets_again()  # recorded, but their checkpoints are gone while their scoring jobs wait
+    assert again and all(j.kind == "supernet" and j != longest for j in again)
+    assert study.estimate_minutes(1) == pytest.approx((work[longest] + sum(work[j] for j in again)) / rate / 60)
+    for job in study.jobs():  # every scoring job and search done too: no checkpoint is needed any more
+        if job.scores or job.kind == "search":
+            study.records.put(job, {arch: 0.0 for arch in job.archs} if job.scores else {"arch": ""})
+    assert study.supernets_again() == []  # and more trials at once do not help
     assert study.estimate_minutes(2) == study.estimate_minutes(1) == pytest.approx(work[longest] / rate / 60)
 
 

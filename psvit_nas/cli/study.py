@@ -65,7 +65,11 @@ def cmd_study(args: argparse.Namespace) -> None:
     threads = args.cpus_per_trial or default_cpus_per_trial()
     study = Study(settings, threads, args.ray_address)
     jobs, planned = study.all_jobs(), study.planned()
-    todo = sum(j not in study.records for j in planned)
+    again = study.supernets_again()
+    for supernet in again:
+        print(f"{supernet.key}: its checkpoint in {study.setup.folder(supernet)} is gone and a scoring job still "
+              "needs it, so it trains again", flush=True)
+    todo = sum(j not in study.records for j in planned) + len(again)
     stages = "" if len(planned) == len(jobs) else f" in stages {', '.join(settings.stages)}"
     at_once = trials_at_once(threads)
     print(f"{len(jobs)} jobs, {todo} to run{stages}: about {study.estimate_minutes(at_once):.0f} minutes at "

@@ -66,6 +66,12 @@ class Study(Plan):
         return [sn for sn in dict.fromkeys(wanted) if self.pending(sn) or
                 (sn in users and not (self.setup.folder(sn) / "last.pt").is_file())]
 
+    def supernets_again(self) -> list[Job]:
+        """Supernets with a record that train again: a chosen job still needs their checkpoint, and it is gone."""
+        chosen = self.jobs(self.settings.stages)
+        needed = self.supernets_needed([j for j in chosen if j.scores], [j for j in chosen if isinstance(j, SearchJob)])
+        return [sn for sn in needed if not self.pending(sn)]
+
     # ----- running ------------------------------------------------------------------
     def run(self) -> None:
         """Run every missing job of the chosen stages (`Plan.table`), in three waves of parallel trials: the
@@ -175,10 +181,12 @@ class Study(Plan):
         return len(load_split(self.setup.data, "train", self.space)) - self.settings.holdout
 
     def estimate_minutes(self, trials_at_once: int) -> float:
-        """Rough wall minutes of the chosen stages' pending trainings at --est-images-per-s per trial: their work
-        shared among the trials at once, but never less than the longest job, which runs as one trial."""
+        """Rough wall minutes of the chosen stages' pending trainings (and `supernets_again`) at
+        --est-images-per-s per trial: their work shared among the trials at once, but never less than the longest
+        job, which runs as one trial."""
         images = self.train_images()
-        work = [j.images(self.settings, images) for j in self.planned() if j not in self.records]
+        todo = [j for j in self.planned() if j not in self.records] + self.supernets_again()
+        work = [j.images(self.settings, images) for j in todo]
         wall = max(sum(work) / max(1, trials_at_once), max(work, default=0.0))
         return wall / self.settings.est_images_per_s / 60
 
