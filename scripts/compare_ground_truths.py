@@ -5,8 +5,10 @@ both retrained, matched by architecture string.
         --b docs/study-100/records --labels "30 classes" "100 classes" --space search_spaces/tiny_imagenet.yaml
 
 For each ground truth: seed-against-seed tau and the noise ceiling, the accuracy spread, tau of MACs and of every
-ranker its records hold (supernet fitness at each checkpoint, proxies, fine-tuning) against the seeds' mean, each
-ranker on the architectures it scored; then tau between the two truths. Only the first two seeds of each architecture count (the studies' common design).
+ranker its records hold (the supernet at each checkpoint, raw and debiased, fine-tuning, proxies) against the
+seeds' mean, each ranker on the architectures it scored; the best raw checkpoint's lead over MACs (picked with the
+truth, so optimistic); then tau between the two truths. Checkpoints are named by their order, their share of the
+supernet's schedule in the cell. Only the first two seeds of each architecture count (the studies' common design).
 Intervals are 90 % bootstrap intervals over architectures (`psvit_nas.study.stats`). Prints a markdown table.
 """
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from psvit_nas.space import Arch, SearchSpace  # noqa: E402
-from psvit_nas.study.stats import fmt, interval, kendall, noise_ceiling  # noqa: E402
+from psvit_nas.rankers.debiased import SizeTrend  # noqa: E402
+from psvit_nas.study.stats import fmt, interval, kendall, noise_ceiling, paired_difference  # noqa: E402
 
 SEEDS = (0, 1)
 RETRAIN = re.compile(r"retrain-(.+)-seed(\d+)\.json")  # a full-schedule retraining (no -eN suffix)
@@ -37,38 +40,74 @@ def ground_truth(folders: list[Path]) -> dict[str, list[float]]:
     return {arch: [s[k] for k in SEEDS] for arch, s in seeds.items() if all(k in s for k in SEEDS)}
 
 
-def rankers(folders: list[Path]) -> dict[str, dict[str, float]]:
-    """Ranker name -> architecture string -> score, from the scoring records (higher ranks higher)."""
-    out: dict[str, dict[str, float]] = {}
+def checkpoints(folders: list[Path], sampler: str) -> list[tuple[int, int, dict[str, float]]]:
+    """(epochs, the schedule's epochs, arch -> supernet top-1) per checkpoint of the `sampler` supernet, in
+    training order (the last is `fitness-<sampler>.json`)."""
+    found = []
+    for folder in folders:
+        if not (supernet := folder / f"supernet-{sampler}.json").is_file():
+            continue
+        final = int(json.loads(supernet.read_text())["epochs"])
+        for path in folder.glob(f"fitness-{sampler}*.json"):
+            if match := re.fullmatch(rf"fitness-{sampler}(?:-ep(\d+))?\.json", path.name):
+                record = json.loads(path.read_text())
+                found.append((int(match[1]) if match[1] else final, final,
+                              {a: v["top1"] for a, v in record.items() if isinstance(v, dict) and "top1" in v}))
+    return sorted(found, key=lambda c: c[0])
+
+
+def spread_archs(folders: list[Path]) -> set[str]:
+    """The retrained `spread` architectures: the space's uniformly sampled paths, the debiased ranker's reference."""
+    return {json.loads(p.read_text())["arch"] for f in folders for p in f.glob("retrain-spread*-seed0.json")}
+
+
+def rankers(folders: list[Path], sampler: str, space: SearchSpace) -> dict[str, tuple[dict[str, float], str]]:
+    """Ranker name -> (architecture string -> score, a note for its cell), higher ranking higher: the supernet
+    at each checkpoint raw and debiased (its trend with MACs fitted on the spread paths), fine-tuning, proxies."""
+    out: dict[str, tuple[dict[str, float], str]] = {}
+    reference, macs = spread_archs(folders), lambda a: space.cost_table.macs(Arch.parse(a))
+    marks = checkpoints(folders, sampler)
+    for i, (epochs, final, scores) in enumerate(marks, 1):
+        which, note = ("last checkpoint" if i == len(marks) else f"checkpoint {i}"), f" ({100 * epochs / final:.0f} %)"
+        ref = [a for a in scores if a in reference]
+        trend = SizeTrend.fit([macs(a) for a in ref], [scores[a] for a in ref])
+        out[f"supernet, {which}"] = scores, note
+        out[f"debiased supernet, {which}"] = {a: trend(macs(a), f) for a, f in scores.items()}, note
     for folder in folders:
         for path in sorted(folder.glob("*.json")):
             name, record = path.stem, json.loads(path.read_text())
-            if name.startswith(("fitness-", "finetune-")):
-                out[name] = {a: v["top1"] for a, v in record.items() if isinstance(v, dict) and "top1" in v}
+            if name == f"finetune-{sampler}":
+                out[name] = {a: v["top1"] for a, v in record.items() if isinstance(v, dict) and "top1" in v}, ""
             elif name.startswith("proxy-"):
-                out[name] = {a: v["score"] for a, v in record.items() if isinstance(v, dict)}
+                out[name] = {a: v["score"] for a, v in record.items() if isinstance(v, dict)}, ""
     return out
 
 
-def _natural(name: str) -> list:
-    """fitness-uniform-ep20 before fitness-uniform-ep100."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
-def measure(truth: dict[str, list[float]], scores: dict[str, dict[str, float]], archs: list[str],
+def measure(truth: dict[str, list[float]], scores: dict[str, tuple[dict[str, float], str]], archs: list[str],
             space: SearchSpace) -> dict[str, str]:
-    """Each statistic of one ground truth on `archs`, formatted with its interval."""
+    """Each statistic of one ground truth on `archs`, formatted with its interval; then the supernet's best
+    checkpoint (picked with the truth, so optimistic) against MACs, paired over the same architectures."""
     seeds = [truth[a] for a in archs]
     means = [statistics.fmean(s) for s in seeds]
+    macs = [space.cost_table.macs(Arch.parse(a)) for a in archs]
     out = {"architectures": str(len(archs)),
            "seed against seed": fmt(interval([s[0] for s in seeds], [s[1] for s in seeds], kendall)),
            "noise ceiling": fmt(noise_ceiling(seeds)["ceiling"]),
            "accuracy spread (min-max of means)": f"{min(means):.2f}-{max(means):.2f}",
-           "macs": fmt(interval([space.cost_table.macs(Arch.parse(a)) for a in archs], means, kendall))}
-    for name, score in sorted(scores.items(), key=lambda kv: _natural(kv[0])):  # a ranker on the architectures it scored, named with their count
-        scored = [(score[a], m) for a, m in zip(archs, means) if a in score]
-        if len(scored) >= 3:
-            out[f"{name} ({len(scored)} architectures)"] = fmt(interval(*zip(*scored), kendall))
+           "macs": fmt(interval(macs, means, kendall))}
+    best: tuple[float, str, list[int], list[float]] | None = None
+    for name, (score, note) in scores.items():  # each ranker on the architectures it scored, with their count
+        scored = [i for i, a in enumerate(archs) if a in score]
+        if len(scored) < 3:
+            continue
+        x, y = [score[archs[i]] for i in scored], [means[i] for i in scored]
+        out[name] = f"{fmt(interval(x, y, kendall))}{note}, {len(scored)} archs"
+        if name.startswith("supernet") and (best is None or kendall(x, y) > best[0]):
+            best = (float(kendall(x, y)), name + note, scored, x)
+    if best:
+        _, name, scored, x = best
+        gain = paired_difference(x, [macs[i] for i in scored], [means[i] for i in scored], kendall)
+        out["best supernet checkpoint - macs (paired)"] = f"{fmt(gain)} ({name})"
     return out
 
 
@@ -78,6 +117,7 @@ def main() -> None:
     p.add_argument("--b", nargs="+", type=Path, required=True, help="records folders of the second")
     p.add_argument("--labels", nargs=2, default=["A", "B"])
     p.add_argument("--space", default="search_spaces/tiny_imagenet.yaml")
+    p.add_argument("--sampler", default="uniform", help="whose supernet and fine-tuning to read")
     args = p.parse_args()
     space = SearchSpace.from_yaml(args.space)
     truths = [ground_truth(args.a), ground_truth(args.b)]
@@ -85,7 +125,7 @@ def main() -> None:
     if len(archs) < 3:
         sys.exit(f"compare_ground_truths: only {len(archs)} architectures have seeds {SEEDS} in both; nothing "
                  "to compare yet")
-    sides = [measure(t, rankers(f), archs, space) for t, f in zip(truths, (args.a, args.b))]
+    sides = [measure(t, rankers(f, args.sampler, space), archs, space) for t, f in zip(truths, (args.a, args.b))]
     print(f"| Kendall tau against the seeds' mean, {len(archs)} architectures both retrained | "
           f"{args.labels[0]} | {args.labels[1]} |\n|---|---|---|")
     for key in dict.fromkeys([*sides[0], *sides[1]]):
