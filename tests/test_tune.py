@@ -177,7 +177,7 @@ def test_bad_input_one_line_exit_2(tmp_path, digits_search, capsys, shared_ray):
 
 
 @pytest.mark.slow
-def test_killed_finalize_resumes_without_repeating_finished_trials(tmp_path, digits_search, shared_ray):
+def test_killed_finalize_resumes_without_repeating_finished_trials(tmp_path, digits_search, shared_ray, capsys):
     out = tmp_path / "final"
     argv = [sys.executable, "-m", "psvit_nas.cli", "finalize", "--search", str(digits_search), "--topk", "3",
             "--epochs", "2", "--out", str(out)]
@@ -205,6 +205,19 @@ def test_killed_finalize_resumes_without_repeating_finished_trials(tmp_path, dig
     for folder in out.glob("trials/*"):
         epochs = [json.loads(line)["epoch"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
         assert epochs == list(range(1, len(epochs) + 1))  # resumed trials continued, no epoch twice
+
+    # a kill while Tune writes experiment_state-*.json leaves it empty: --resume starts the experiment again,
+    # and its trials find their folders (named by configuration): finished ones are not trained anew
+    before = finished()
+    for state in (out / "tune").glob("experiment_state-*.json"):
+        state.write_text("")
+    (out / "final.yaml").unlink()
+    assert main(["finalize", "--search", str(digits_search), "--topk", "3", "--epochs", "2", "--out", str(out),
+                 "--resume"]) == 0
+    assert "starting it again" in capsys.readouterr().err
+    assert len(ArchSpec.from_yaml(out / "final.yaml").metrics["finalize"]["trials"]) == 3
+    again = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("trials/*/metrics.jsonl")}
+    assert again.keys() == after.keys() and all(again[t] == m for t, m in before.items())
 
 
 def test_trials_get_absolute_data_paths(tmp_path, monkeypatch):

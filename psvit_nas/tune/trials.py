@@ -1,12 +1,14 @@
 """Ray Tune trials that retrain an architecture from scratch, reporting per epoch its top-1 on held-out
 TRAINING images (a `FitnessSet`), never on the validation set accuracy is reported on.
 
-Each trial trains in its own run folder under OUT/trials/<trial id> with the shared training
-loop, so a trial that Tune restarts after a kill continues from its last epoch checkpoint and
-first re-reports the epochs it had done. ASHA stops the clearly worse trials at its rungs.
+Each trial trains in its own run folder under OUT/trials/<digest of its configuration> with the
+shared training loop, so a trial that Tune restarts after a kill, or a fresh experiment that tries
+the same configuration again, continues from its last epoch checkpoint and first re-reports the
+epochs it had done. ASHA stops the clearly worse trials at its rungs.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sys
@@ -64,7 +66,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, root: str) -> None:
     torch.set_num_threads(setup.threads)
     spec = ArchSpec.from_dict(config["spec"])
     recipe = {k: v for k, v in config.items() if k in FIELDS}
-    folder = Path(root) / tune.get_context().get_trial_id()
+    folder = trial_folder(root, config)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "trial.json", json.dumps({"arch": str(spec.arch), "recipe": recipe,
                                                          "search_rank": spec.metrics.get("search_rank")}))
@@ -86,6 +88,27 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, root: str) -> None:
         resume=resume, run_config={"held_out": setup.fitness, "recipe": recipe}, on_epoch=report)
 
 
+def trial_folder(root: str | Path, config: dict[str, Any]) -> Path:
+    """The run folder of the trial that trains `config`: named by its digest, not by Tune's trial id."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return Path(root) / hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def restorable(experiment: Path) -> bool:
+    """Whether Tune can continue `experiment`: its newest state file exists and parses (a kill can
+    truncate it mid-write; Tune then restores trials without their configurations)."""
+    from ray import tune
+
+    states = sorted(experiment.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    if not tune.Tuner.can_restore(str(experiment)) or not states:
+        return False
+    try:
+        json.loads(states[-1].read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def read_metrics(folder: Path) -> list[dict[str, Any]]:
     path = folder / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
@@ -104,8 +127,9 @@ def run_experiment(param_space: dict[str, Any], samples: int, setup: TrialSetup,
 
     out = Path(out).resolve()
     experiment = out / "tune"
-    if resume and not tune.Tuner.can_restore(str(experiment)):  # stopped before Tune saved it: start it
-        print(f"psvit-nas: no Ray Tune experiment in {out} yet; starting it", file=sys.stderr)
+    if resume and not restorable(experiment):  # killed before (or while) Tune saved it: start it afresh
+        print(f"psvit-nas: no readable Ray Tune experiment in {out}; starting it again (finished trials are "
+              "kept: their folders are named by configuration)", file=sys.stderr)
         resume = False
         shutil.rmtree(experiment, ignore_errors=True)
     if not resume and experiment.exists():
