@@ -8,7 +8,9 @@ For each ground truth: seed-against-seed tau and the noise ceiling, the accuracy
 ranker its records hold (the supernet at each checkpoint, raw and debiased, fine-tuning, proxies) against the
 seeds' mean, each ranker on the architectures it scored; the best raw checkpoint's lead over MACs (picked with the
 truth, so optimistic); then tau between the two truths. Checkpoints are named by their order, their share of the
-supernet's schedule in the cell. Only the first two seeds of each architecture count (the studies' common design).
+supernet's schedule in the cell. Only the first two seeds of each architecture count (the studies' common design);
+with --min-seeds 1 (a study still running) architectures with one seed join the rankers' taus, and seed against seed
+and the noise ceiling are measured on those with both, their count in the cell.
 Intervals are 90 % bootstrap intervals over architectures (`psvit_nas.study.stats`). Prints a markdown table.
 """
 from __future__ import annotations
@@ -29,15 +31,15 @@ SEEDS = (0, 1)
 RETRAIN = re.compile(r"retrain-(.+)-seed(\d+)\.json")  # a full-schedule retraining (no -eN suffix)
 
 
-def ground_truth(folders: list[Path]) -> dict[str, list[float]]:
-    """Architecture string -> top-1 of seeds 0 and 1, for every architecture retrained with both."""
+def ground_truth(folders: list[Path], min_seeds: int = len(SEEDS)) -> dict[str, list[float]]:
+    """Architecture string -> top-1 of its seeds among SEEDS, for every architecture retrained with `min_seeds`."""
     seeds: dict[str, dict[int, float]] = {}
     for folder in folders:
         for path in sorted(folder.glob("retrain-*.json")):
             if (m := RETRAIN.fullmatch(path.name)) and int(m.group(2)) in SEEDS:
                 record = json.loads(path.read_text())
                 seeds.setdefault(record["arch"], {})[int(m.group(2))] = record["val_top1"]
-    return {arch: [s[k] for k in SEEDS] for arch, s in seeds.items() if all(k in s for k in SEEDS)}
+    return {arch: [s[k] for k in SEEDS if k in s] for arch, s in seeds.items() if len(s) >= min_seeds}
 
 
 def checkpoints(folders: list[Path], sampler: str) -> list[tuple[int, int, dict[str, float]]]:
@@ -90,9 +92,11 @@ def measure(truth: dict[str, list[float]], scores: dict[str, tuple[dict[str, flo
     seeds = [truth[a] for a in archs]
     means = [statistics.fmean(s) for s in seeds]
     macs = [space.cost_table.macs(Arch.parse(a)) for a in archs]
+    pairs = [s for s in seeds if len(s) == len(SEEDS)]
+    on = "" if len(pairs) == len(seeds) else f", {len(pairs)} archs with both seeds"
     out = {"architectures": str(len(archs)),
-           "seed against seed": fmt(interval([s[0] for s in seeds], [s[1] for s in seeds], kendall)),
-           "noise ceiling": fmt(noise_ceiling(seeds)["ceiling"]),
+           "seed against seed": fmt(interval([s[0] for s in pairs], [s[1] for s in pairs], kendall)) + on,
+           "noise ceiling": fmt(noise_ceiling(pairs)["ceiling"]) + on,
            "accuracy spread (min-max of means)": f"{min(means):.2f}-{max(means):.2f}",
            "macs": fmt(interval(macs, means, kendall))}
     best: tuple[float, str, list[int], list[float]] | None = None
@@ -118,15 +122,18 @@ def main() -> None:
     p.add_argument("--labels", nargs=2, default=["A", "B"])
     p.add_argument("--space", default="search_spaces/tiny_imagenet.yaml")
     p.add_argument("--sampler", default="uniform", help="whose supernet and fine-tuning to read")
+    p.add_argument("--min-seeds", type=int, choices=(1, 2), default=2, help="seeds an architecture needs to count "
+                   "(1: a study still running; its truth is then the mean of the seeds it has)")
     args = p.parse_args()
     space = SearchSpace.from_yaml(args.space)
-    truths = [ground_truth(args.a), ground_truth(args.b)]
+    truths = [ground_truth(args.a, args.min_seeds), ground_truth(args.b, args.min_seeds)]
     archs = sorted(set(truths[0]) & set(truths[1]), key=lambda a: space.cost_table.macs(Arch.parse(a)))
     if len(archs) < 3:
-        sys.exit(f"compare_ground_truths: only {len(archs)} architectures have seeds {SEEDS} in both; nothing "
-                 "to compare yet")
+        sys.exit(f"compare_ground_truths: only {len(archs)} architectures have {args.min_seeds} of seeds {SEEDS} in "
+                 "both; nothing to compare yet")
     sides = [measure(t, rankers(f, args.sampler, space), archs, space) for t, f in zip(truths, (args.a, args.b))]
-    print(f"| Kendall tau against the seeds' mean, {len(archs)} architectures both retrained | "
+    print(f"| Kendall tau against the seeds' mean, {len(archs)} architectures both retrained "
+          f"(at least {args.min_seeds} seed{'s' * (args.min_seeds > 1)} each) | "
           f"{args.labels[0]} | {args.labels[1]} |\n|---|---|---|")
     for key in dict.fromkeys([*sides[0], *sides[1]]):
         print(f"| {key} | {sides[0].get(key, '')} | {sides[1].get(key, '')} |")
