@@ -377,6 +377,21 @@ def test_the_time_estimate_shares_the_work_among_trials_but_never_undercuts_the_
     assert study.estimate_minutes(2) == study.estimate_minutes(1) == pytest.approx(work[longest] / rate / 60)
 
 
+def test_half_trained_jobs_run_first_then_the_longest(tmp_path):
+    from psvit_nas.study.runner import run_order
+
+    study = _synthetic_study(tmp_path, extra=(), holdout=150)
+    jobs = [j for j in study.planned() if j.kind == "retrain" and j.arch]  # not the searches' winners, unknown yet
+    cost = lambda j: j.cost(study.settings, study.space)  # noqa: E731
+    assert [cost(j) for j in run_order(jobs, study.setup)] == sorted(map(cost, jobs), reverse=True)
+    cheapest = min(jobs, key=cost)
+    assert cost(cheapest) < max(map(cost, jobs))
+    (study.setup.folder(cheapest)).mkdir(parents=True)
+    (study.setup.folder(cheapest) / "last.pt").write_bytes(b"")  # a kill left it mid-schedule
+    order = run_order(jobs, study.setup)
+    assert order[0] == cheapest and [cost(j) for j in order[1:]] == sorted(map(cost, order[1:]), reverse=True)
+
+
 def test_partial_training_order_and_named_architectures_against_the_baseline(tmp_path):
     """Curves whose order is reversed for two epochs and right from the third give tau -1 then 1 at those rungs,
     against both seeds; a named architecture's difference from the baseline takes all its --named-seeds and

@@ -34,17 +34,23 @@ def _trial(config: dict[str, Any], setup: Setup) -> None:
     tune.report({"done": 1})
 
 
+def run_order(jobs: list[Job], setup: Setup) -> list[Job]:
+    """Jobs a kill left half-trained first (their hours are spent; the next stop loses less), then the longest
+    first, so that the tail, when cores fall idle, is short."""
+    return sorted(jobs, key=lambda j: (not (setup.folder(j) / "last.pt").is_file(),
+                                       -j.cost(setup.settings, setup.space)))
+
+
 def run_trials(jobs: list[Job], setup: Setup, ray_address: str | None = None,
                on_done: Callable[[Job], None] | None = None) -> None:
-    """Run `jobs` (independent of each other) as Ray Tune trials, the longest first; `on_done(job)` after each
+    """Run `jobs` (independent of each other) as Ray Tune trials in `run_order`; `on_done(job)` after each
     finished one."""
     if not jobs:
         return
     import torch
     from ray import tune
 
-    # longest first: the tail, when cores idle, is short
-    jobs = sorted(jobs, key=lambda j: j.cost(setup.settings, setup.space), reverse=True)
+    jobs = run_order(jobs, setup)
     by_key = {job.key: job for job in jobs}
 
     class Progress(tune.Callback):
