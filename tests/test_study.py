@@ -377,7 +377,7 @@ def test_the_time_estimate_shares_the_work_among_trials_but_never_undercuts_the_
     assert study.estimate_minutes(2) == study.estimate_minutes(1) == pytest.approx(work[longest] / rate / 60)
 
 
-def test_half_trained_jobs_run_first_then_the_longest(tmp_path):
+def test_half_trained_jobs_run_first_and_count_only_their_epochs_left(tmp_path):
     from psvit_nas.study.runner import run_order
 
     study = _synthetic_study(tmp_path, extra=(), holdout=150)
@@ -390,6 +390,10 @@ def test_half_trained_jobs_run_first_then_the_longest(tmp_path):
     (study.setup.folder(cheapest) / "last.pt").write_bytes(b"")  # a kill left it mid-schedule
     order = run_order(jobs, study.setup)
     assert order[0] == cheapest and [cost(j) for j in order[1:]] == sorted(map(cost, order[1:]), reverse=True)
+    full = study.estimate_minutes(1)  # and the time estimate counts only its epochs left
+    (study.setup.folder(cheapest) / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    epochs, images = cheapest.epochs or study.settings.epochs, cheapest.images(study.settings, study.train_images())
+    assert study.estimate_minutes(1) == pytest.approx(full - images / epochs / study.settings.est_images_per_s / 60)
 
 
 def test_partial_training_order_and_named_architectures_against_the_baseline(tmp_path):

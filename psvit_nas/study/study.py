@@ -183,12 +183,20 @@ class Study(Plan):
     def estimate_minutes(self, trials_at_once: int) -> float:
         """Rough wall minutes of the chosen stages' pending trainings (and `supernets_again`) at
         --est-images-per-s per trial: their work shared among the trials at once, but never less than the longest
-        job, which runs as one trial."""
+        job, which runs as one trial. A retraining a kill left half-done counts only its epochs left."""
         images = self.train_images()
         todo = [j for j in self.planned() if j not in self.records] + self.supernets_again()
-        work = [j.images(self.settings, images) for j in todo]
+        work = [j.images(self.settings, images) * (1 - self._share_done(j)) for j in todo]
         wall = max(sum(work) / max(1, trials_at_once), max(work, default=0.0))
         return wall / self.settings.est_images_per_s / 60
+
+
+    def _share_done(self, job: Job) -> float:
+        """The share of a retraining's epochs already in its run folder (0 for other jobs)."""
+        metrics = self.setup.folder(job) / "metrics.jsonl"
+        if job.kind != "retrain" or job in self.records or not metrics.is_file():
+            return 0.0
+        return min(1.0, len(metrics.read_text().splitlines()) / (job.epochs or self.settings.epochs))
 
 
 def trials_at_once(threads: int) -> int:
