@@ -190,7 +190,6 @@ class Study(Plan):
         wall = max(sum(work) / max(1, trials_at_once), max(work, default=0.0))
         return wall / self.settings.est_images_per_s / 60
 
-
     def _share_done(self, job: Job) -> float:
         """The share of a retraining's epochs already in its run folder (0 for other jobs)."""
         metrics = self.setup.folder(job) / "metrics.jsonl"
