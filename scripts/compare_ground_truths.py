@@ -5,12 +5,13 @@ both retrained, matched by architecture string.
         --b docs/study-100/records --labels "30 classes" "100 classes" --space search_spaces/tiny_imagenet.yaml
 
 For each ground truth: seed-against-seed tau and the noise ceiling, the accuracy spread, tau of MACs and of every
-ranker its records hold (the supernet at each checkpoint, raw and debiased, fine-tuning, proxies) against the
-seeds' mean, each ranker on the architectures it scored; the best raw checkpoint's lead over MACs (picked with the
-truth, so optimistic); then tau between the two truths. Checkpoints are named by their order, their share of the
-supernet's schedule in the cell. Only the first two seeds of each architecture count (the studies' common design);
-with --min-seeds 1 (a study still running) architectures with one seed join the rankers' taus, and seed against seed
-and the noise ceiling are measured on those with both, their count in the cell.
+ranker its records hold (the supernet at each checkpoint, raw and debiased, fine-tuning, proxies, and the calibrated
+ridge on the last checkpoint's fitness, leave-one-out) against the seeds' mean, each ranker on the architectures it
+scored; the best raw checkpoint's lead over MACs (picked with the truth, so optimistic); then tau between the two
+truths. Checkpoints are named by their order, their share of the supernet's schedule in the cell. Only the first two
+seeds of each architecture count (the studies' common design); with --min-seeds 1 (a study still running)
+architectures with one seed join the rankers' taus, and seed against seed and the noise ceiling are measured on those
+with both, their count in the cell.
 Intervals are 90 % bootstrap intervals over architectures (`psvit_nas.study.stats`). Prints a markdown table.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from psvit_nas.space import Arch, SearchSpace  # noqa: E402
+from psvit_nas.rankers.calibrated import features, leave_one_out  # noqa: E402
 from psvit_nas.rankers.debiased import SizeTrend  # noqa: E402
 from psvit_nas.study.stats import fmt, interval, kendall, noise_ceiling, paired_difference  # noqa: E402
 
@@ -85,6 +87,16 @@ def rankers(folders: list[Path], sampler: str, space: SearchSpace) -> dict[str, 
     return out
 
 
+def calibrated(fitness: dict[str, float], truth: dict[str, float], space: SearchSpace) -> dict[str, float]:
+    """Architecture -> its truth as the calibrated ranker predicts it from `features` (the supernet's `fitness`,
+    MACs, params, choice counts), by a ridge fitted on every other architecture of `truth` (leave-one-out)."""
+    archs = [a for a in truth if a in fitness]
+    if len(archs) < 5:
+        return {}
+    x = [features(space, Arch.parse(a), fitness[a]) for a in archs]
+    return dict(zip(archs, leave_one_out(x, [truth[a] for a in archs])))
+
+
 def measure(truth: dict[str, list[float]], scores: dict[str, tuple[dict[str, float], str]], archs: list[str],
             space: SearchSpace) -> dict[str, str]:
     """Each statistic of one ground truth on `archs`, formatted with its interval; then the supernet's best
@@ -99,6 +111,8 @@ def measure(truth: dict[str, list[float]], scores: dict[str, tuple[dict[str, flo
            "noise ceiling": fmt(noise_ceiling(pairs)["ceiling"]) + on,
            "accuracy spread (min-max of means)": f"{min(means):.2f}-{max(means):.2f}",
            "macs": fmt(interval(macs, means, kendall))}
+    if last := scores.get("supernet, last checkpoint"):
+        scores = {**scores, "calibrated (leave-one-out)": (calibrated(last[0], dict(zip(archs, means)), space), "")}
     best: tuple[float, str, list[int], list[float]] | None = None
     for name, (score, note) in scores.items():  # each ranker on the architectures it scored, with their count
         scored = [i for i, a in enumerate(archs) if a in score]
