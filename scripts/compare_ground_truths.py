@@ -7,11 +7,11 @@ both retrained, matched by architecture string.
 For each ground truth: seed-against-seed tau and the noise ceiling, the accuracy spread, tau of MACs and of every
 ranker its records hold (the supernet at each checkpoint, raw and debiased, fine-tuning, proxies, and the calibrated
 ridge on the last checkpoint's fitness, leave-one-out) against the seeds' mean, each ranker on the architectures it
-scored; the best raw checkpoint's lead over MACs (picked with the truth, so optimistic); then tau between the two
-truths. Checkpoints are named by their order, their share of the supernet's schedule in the cell. Only the first two
-seeds of each architecture count (the studies' common design); with --min-seeds 1 (a study still running)
-architectures with one seed join the rankers' taus, and seed against seed and the noise ceiling are measured on those
-with both, their count in the cell.
+scored; the best raw and the best debiased checkpoint's lead over MACs (picked with the truth, so optimistic); then
+tau between the two truths. Checkpoints are named by their order, their share of the supernet's schedule in the
+cell. Only the first two seeds of each architecture count (the studies' common design); with --min-seeds 1 (a study
+still running) architectures with one seed join the rankers' taus, and seed against seed and the noise ceiling are
+measured on those with both, their count in the cell.
 Intervals are 90 % bootstrap intervals over architectures (`psvit_nas.study.stats`). Prints a markdown table.
 """
 from __future__ import annotations
@@ -99,8 +99,8 @@ def calibrated(fitness: dict[str, float], truth: dict[str, float], space: Search
 
 def measure(truth: dict[str, list[float]], scores: dict[str, tuple[dict[str, float], str]], archs: list[str],
             space: SearchSpace) -> dict[str, str]:
-    """Each statistic of one ground truth on `archs`, formatted with its interval; then the supernet's best
-    checkpoint (picked with the truth, so optimistic) against MACs, paired over the same architectures."""
+    """Each statistic of one ground truth on `archs`, formatted with its interval; then the supernet's best raw and
+    best debiased checkpoint (picked with the truth, so optimistic) against MACs, paired over the same architectures."""
     seeds = [truth[a] for a in archs]
     means = [statistics.fmean(s) for s in seeds]
     macs = [space.cost_table.macs(Arch.parse(a)) for a in archs]
@@ -113,19 +113,19 @@ def measure(truth: dict[str, list[float]], scores: dict[str, tuple[dict[str, flo
            "macs": fmt(interval(macs, means, kendall))}
     if last := scores.get("supernet, last checkpoint"):
         scores = {**scores, "calibrated (leave-one-out)": (calibrated(last[0], dict(zip(archs, means)), space), "")}
-    best: tuple[float, str, list[int], list[float]] | None = None
+    best: dict[str, tuple[float, str, list[int], list[float]]] = {}  # raw and debiased: the best checkpoint of each
     for name, (score, note) in scores.items():  # each ranker on the architectures it scored, with their count
         scored = [i for i, a in enumerate(archs) if a in score]
         if len(scored) < 3:
             continue
         x, y = [score[archs[i]] for i in scored], [means[i] for i in scored]
         out[name] = f"{fmt(interval(x, y, kendall))}{note}, {len(scored)} archs"
-        if name.startswith("supernet") and (best is None or kendall(x, y) > best[0]):
-            best = (float(kendall(x, y)), name + note, scored, x)
-    if best:
-        _, name, scored, x = best
+        kind = name.split(",")[0]
+        if kind.endswith("supernet") and (kind not in best or kendall(x, y) > best[kind][0]):
+            best[kind] = (float(kendall(x, y)), name + note, scored, x)
+    for kind, (_, name, scored, x) in best.items():
         gain = paired_difference(x, [macs[i] for i in scored], [means[i] for i in scored], kendall)
-        out["best supernet checkpoint - macs (paired)"] = f"{fmt(gain)} ({name})"
+        out[f"best {kind} checkpoint - macs (paired)"] = f"{fmt(gain)} ({name})"
     return out
 
 

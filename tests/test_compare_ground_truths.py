@@ -55,6 +55,7 @@ def test_the_table_reads_each_truth_and_ranker(tmp_path, monkeypatch, capsys):
     assert rows["supernet, checkpoint 1"][0].startswith("1.00 ") and "(50 %)" in rows["supernet, checkpoint 1"][0]
     assert rows["supernet, last checkpoint"][0].startswith("-1.00")
     assert "checkpoint 1 (50 %)" in rows["best supernet checkpoint - macs (paired)"][0]
+    assert "best debiased supernet checkpoint - macs (paired)" in rows
     assert "with both seeds" in rows["seed against seed"][1]  # b's seed pairs are missing, and the cell says so
     assert {"proxy-synflow", "calibrated (leave-one-out)", "debiased supernet, last checkpoint"} <= set(rows)
     assert "The two ground truths against each other (seeds' means): tau 1.00" in out
