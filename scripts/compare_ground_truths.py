@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from psvit_nas.space import Arch, SearchSpace  # noqa: E402
-from psvit_nas.rankers.calibrated import features, leave_one_out  # noqa: E402
+from psvit_nas.rankers.calibrated import predicted_by_the_others  # noqa: E402
 from psvit_nas.rankers.debiased import SizeTrend  # noqa: E402
 from psvit_nas.study.stats import fmt, interval, kendall, noise_ceiling, paired_difference  # noqa: E402
 
@@ -88,13 +88,11 @@ def rankers(folders: list[Path], sampler: str, space: SearchSpace) -> dict[str, 
 
 
 def calibrated(fitness: dict[str, float], truth: dict[str, float], space: SearchSpace) -> dict[str, float]:
-    """Architecture -> its truth as the calibrated ranker predicts it from `features` (the supernet's `fitness`,
-    MACs, params, choice counts), by a ridge fitted on every other architecture of `truth` (leave-one-out)."""
+    """Architecture -> its truth as the calibrated ranker predicts it from the supernet's `fitness` and the rest of
+    `rankers.calibrated.features`, fitted on every other architecture of `truth` (leave-one-out)."""
     archs = [a for a in truth if a in fitness]
-    if len(archs) < 5:
-        return {}
-    x = [features(space, Arch.parse(a), fitness[a]) for a in archs]
-    return dict(zip(archs, leave_one_out(x, [truth[a] for a in archs])))
+    predicted = predicted_by_the_others(space, archs, [fitness[a] for a in archs], [truth[a] for a in archs])
+    return dict(zip(archs, predicted))
 
 
 def measure(truth: dict[str, list[float]], scores: dict[str, tuple[dict[str, float], str]], archs: list[str],

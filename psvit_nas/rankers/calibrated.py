@@ -43,6 +43,15 @@ def leave_one_out(x: Sequence[Sequence[float]], y: Sequence[float], alpha: float
             for i in range(len(x))]
 
 
+def predicted_by_the_others(space: SearchSpace, archs: Sequence[str], fitness: Sequence[float],
+                            truth: Sequence[float]) -> list[float]:
+    """Each architecture's `truth` as a ridge on `features` fitted on every other one predicts it (leave-one-out);
+    empty under 5 architectures, too few to fit."""
+    if len(archs) < 5:
+        return []
+    return leave_one_out([features(space, Arch.parse(a), f) for a, f in zip(archs, fitness)], truth)
+
+
 def retrained(folder: str | Path, space: SearchSpace) -> dict[str, float]:
     """Mean retrained top-1 per architecture of a study's records (its main schedule: no `-eN` probes)."""
     folder = Path(folder)

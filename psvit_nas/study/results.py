@@ -7,7 +7,7 @@ import statistics
 from typing import Any, Callable
 
 from ..rankers import PROXIES
-from ..rankers.calibrated import features, leave_one_out
+from ..rankers.calibrated import predicted_by_the_others
 from ..space import Arch
 from .jobs import (VARIANTS, FinalizeJob, FinetuneJob, FitnessJob, ProxyJob, RetrainJob, SearchJob, SupernetJob,
                    TuneJob)
@@ -136,10 +136,8 @@ def calibrate(rows: list[dict], space, first: str) -> None:
     """Each row's `calibrated` score: its seeds' mean as predicted from `rankers.features` (the first sampler's
     fitness, MACs, params, choice counts) by a ridge fitted on every other row (leave-one-out)."""
     part = [r for r in rows if f"fitness_{first}" in r]
-    if len(part) < 5:
-        return
-    x = [features(space, Arch.parse(r["arch"]), r[f"fitness_{first}"]) for r in part]
-    for row, predicted in zip(part, leave_one_out(x, [r["mean"] for r in part])):
+    fitness, truth = [r[f"fitness_{first}"] for r in part], [r["mean"] for r in part]
+    for row, predicted in zip(part, predicted_by_the_others(space, [r["arch"] for r in part], fitness, truth)):
         row["calibrated"] = predicted
 
 
